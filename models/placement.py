@@ -1,0 +1,279 @@
+"""Placing texts in the service catalogue: what a need asks for, what a volunteer offers.
+
+Three signals, fused per service type:
+- a scikit-learn classifier (TF-IDF char and word n-grams, logistic regression) trained
+  on the catalogue's examples (needs and volunteer profiles kept apart, since residents
+  describe problems and volunteers describe professions);
+- the catalogue's keyword lexicon (distinctive words coordinators maintain);
+- optionally an embedder: nearest catalogue example of each type, so a paraphrase with
+  no shared word still lands (examples exist in both languages, so each text also meets
+  examples in its own language).
+A need gets its best type when the fused score clears a threshold, else the placer
+abstains; a volunteer gets every type one of their skill clauses clears. Follows
+scikit-learn's fit/predict contract; ``version`` names catalogue, config and embedder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from matcher.skills import NeedPlacement
+from models.catalogue import Catalogue, ServiceType
+from models.embedders import Embedder
+from models.exceptions import ModelsError
+
+PLACER_VERSION = "1"
+_CLAUSE_SPLIT = re.compile(r"[，,；;。.!！?？、/|\n]+|\s+and\s+|\s*&\s*|以及|并且|还会|也会|同时")
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class PlacementConfig:
+    need_threshold: float = 0.30
+    second_type_threshold: float = 0.55
+    volunteer_threshold: float = 0.40
+    weight_classifier: float = 0.55
+    weight_keywords: float = 0.30
+    weight_embedding: float = 0.15
+    embedding_temperature: float = 0.03
+    classifier_c: float = 8.0
+
+    def digest(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:6]
+
+
+def normalise(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).lower().strip()
+
+
+def split_clauses(text: str) -> list[str]:
+    return [c.strip() for c in _CLAUSE_SPLIT.split(normalise(text)) if len(c.strip()) >= 2]
+
+
+@dataclass
+class _Side:
+    """One classifier + example bank: for needs or for volunteer profiles."""
+
+    pipeline: Pipeline
+    classes: list[str]
+    example_types: list[int] = field(default_factory=list)
+    example_vectors: npt.NDArray[np.float32] | None = None
+
+
+def _make_pipeline(c: float) -> Pipeline:
+    features = FeatureUnion(
+        [
+            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)),
+            (
+                "words",
+                TfidfVectorizer(
+                    analyzer="word", token_pattern=r"[a-z][a-z'\-]+", ngram_range=(1, 2),
+                    sublinear_tf=True,
+                ),
+            ),
+        ]
+    )
+    return Pipeline(
+        [("features", features), ("clf", LogisticRegression(C=c, max_iter=3000))]
+    )
+
+
+class CataloguePlacer:
+    """Implements the matcher's ``SkillModel`` protocol."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        *,
+        embedder: Embedder | None = None,
+        config: PlacementConfig | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.embedder = embedder
+        self.config = config or PlacementConfig()
+        self._keywords = _compile_keywords(catalogue.types)
+        self._need_side: _Side | None = None
+        self._volunteer_side: _Side | None = None
+        self._need_cache: dict[str, NeedPlacement] = {}
+        self._volunteer_cache: dict[str, dict[str, float]] = {}
+
+    @property
+    def version(self) -> str:
+        embedder = self.embedder.name if self.embedder else "none"
+        return (
+            f"placer{PLACER_VERSION}-cat{self.catalogue.version}.{self.catalogue.fingerprint}"
+            f"-{self.config.digest()}-{embedder}"
+        )
+
+    # --- fit ------------------------------------------------------------------------
+
+    def fit(
+        self,
+        extra_needs: Sequence[tuple[str, str]] = (),
+        extra_volunteers: Sequence[tuple[str, str]] = (),
+    ) -> CataloguePlacer:
+        """Train on the catalogue (and optional labelled ``(text, type)`` pairs)."""
+        need_data = [(x, t.id) for t in self.catalogue.types for x in _need_texts(t)]
+        volunteer_data = [(x, t.id) for t in self.catalogue.types for x in _volunteer_texts(t)]
+        self._need_side = self._fit_side([*need_data, *extra_needs])
+        self._volunteer_side = self._fit_side([*volunteer_data, *extra_volunteers])
+        self._need_cache.clear()
+        self._volunteer_cache.clear()
+        return self
+
+    def _fit_side(self, data: Sequence[tuple[str, str]]) -> _Side:
+        texts = [normalise(x) for x, _ in data]
+        labels = [t for _, t in data]
+        pipeline = _make_pipeline(self.config.classifier_c)
+        pipeline.fit(texts, labels)
+        classes = [str(c) for c in pipeline.classes_]
+        side = _Side(pipeline, classes)
+        if self.embedder is not None:
+            index = {c: i for i, c in enumerate(classes)}
+            side.example_types = [index[t] for t in labels]
+            side.example_vectors = self.embedder.encode(texts, role="passage")
+        return side
+
+    # --- predict --------------------------------------------------------------------
+
+    def type_scores(self, texts: Sequence[str], *, side: str) -> FloatArray:
+        """Fused score of every type for every text: shape (len(texts), n_types)."""
+        placed = self._side(side)
+        normalised = [normalise(t) for t in texts]
+        if not normalised:
+            return np.zeros((0, len(placed.classes)))
+        cfg = self.config
+        probs: FloatArray = placed.pipeline.predict_proba(normalised)
+        keyword = self._keyword_hits(normalised, placed.classes)
+        fused = cfg.weight_classifier * probs + cfg.weight_keywords * keyword
+        if placed.example_vectors is not None and self.embedder is not None:
+            fused += cfg.weight_embedding * self._embedding_probs(normalised, placed)
+        else:
+            fused /= cfg.weight_classifier + cfg.weight_keywords
+        return fused
+
+    def _side(self, side: str) -> _Side:
+        placed = self._need_side if side == "need" else self._volunteer_side
+        if placed is None:
+            raise ModelsError("CataloguePlacer is not fitted: call fit() first")
+        return placed
+
+    def _keyword_hits(self, texts: Sequence[str], classes: Sequence[str]) -> FloatArray:
+        hits = np.zeros((len(texts), len(classes)))
+        for j, type_id in enumerate(classes):
+            pattern = self._keywords.get(type_id)
+            if pattern is None:
+                continue
+            for i, text in enumerate(texts):
+                if pattern.search(text):
+                    hits[i, j] = 1.0
+        return hits
+
+    def _embedding_probs(self, texts: Sequence[str], side: _Side) -> FloatArray:
+        assert self.embedder is not None and side.example_vectors is not None
+        vectors = self.embedder.encode(texts, role="query")
+        sims = vectors @ side.example_vectors.T
+        best = np.full((len(texts), len(side.classes)), -1.0)
+        for k, type_index in enumerate(side.example_types):
+            np.maximum(best[:, type_index], sims[:, k], out=best[:, type_index])
+        scaled = (best - best.max(axis=1, keepdims=True)) / self.config.embedding_temperature
+        exp = np.exp(scaled)
+        result: FloatArray = exp / exp.sum(axis=1, keepdims=True)
+        return result
+
+    def predict_needs(self, texts: Sequence[str]) -> list[NeedPlacement]:
+        scores = self.type_scores(texts, side="need")
+        classes = self._side("need").classes
+        return [self._need_placement(row, classes) for row in scores]
+
+    def _need_placement(self, row: FloatArray, classes: Sequence[str]) -> NeedPlacement:
+        order = np.argsort(-row, kind="stable")
+        top = int(order[0])
+        if row[top] < self.config.need_threshold:
+            return NeedPlacement(())
+        chosen = [(classes[top], _round(row[top]))]
+        for k in order[1:3]:
+            if row[k] >= self.config.second_type_threshold:
+                chosen.append((classes[int(k)], _round(row[k])))
+        return NeedPlacement(tuple(chosen))
+
+    def predict_volunteers(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        clauses_per_text = [[t, *split_clauses(t)] for t in texts]
+        flat = [c for clauses in clauses_per_text for c in clauses]
+        scores = self.type_scores(flat, side="volunteer")
+        classes = self._side("volunteer").classes
+        result = []
+        row = 0
+        for clauses in clauses_per_text:
+            best = scores[row : row + len(clauses)].max(axis=0)
+            row += len(clauses)
+            result.append(
+                {
+                    classes[j]: _round(best[j])
+                    for j in np.flatnonzero(best >= self.config.volunteer_threshold)
+                }
+            )
+        return result
+
+    # --- SkillModel protocol (cached by text) ----------------------------------------
+
+    def place_need(self, text: str) -> NeedPlacement:
+        if text not in self._need_cache:
+            self._need_cache[text] = self.predict_needs([text])[0]
+        return self._need_cache[text]
+
+    def place_volunteer(self, skills: str) -> Mapping[str, float]:
+        if skills not in self._volunteer_cache:
+            self._volunteer_cache[skills] = self.predict_volunteers([skills])[0]
+        return self._volunteer_cache[skills]
+
+    def prepare(self, need_texts: Sequence[str], skill_texts: Sequence[str]) -> None:
+        new_needs = list(dict.fromkeys(t for t in need_texts if t not in self._need_cache))
+        for text, placement in zip(new_needs, self.predict_needs(new_needs), strict=True):
+            self._need_cache[text] = placement
+        new_skills = list(dict.fromkeys(t for t in skill_texts if t not in self._volunteer_cache))
+        for text, types in zip(new_skills, self.predict_volunteers(new_skills), strict=True):
+            self._volunteer_cache[text] = types
+
+    def get_params(self) -> dict[str, Any]:
+        return {"config": self.config, "embedder": self.embedder}
+
+
+def _need_texts(service: ServiceType) -> list[str]:
+    return [service.name_zh, service.name_en, *service.keywords, *service.need_examples]
+
+
+def _volunteer_texts(service: ServiceType) -> list[str]:
+    return [service.name_zh, service.name_en, *service.keywords, *service.volunteer_examples]
+
+
+def _compile_keywords(types: Sequence[ServiceType]) -> dict[str, re.Pattern[str]]:
+    compiled = {}
+    for service in types:
+        parts = []
+        for keyword in service.keywords:
+            word = normalise(keyword)
+            if not word:
+                continue
+            escaped = re.escape(word)
+            # Latin keywords match whole words only: "ENT" must not fire inside "parents".
+            parts.append(rf"\b{escaped}\b" if word.isascii() else escaped)
+        if parts:
+            compiled[service.id] = re.compile("|".join(parts))
+    return compiled
+
+
+def _round(value: float) -> float:
+    return round(float(value), 4)
