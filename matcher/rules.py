@@ -65,11 +65,11 @@ def _apply_input(world: _World, event: InputEvent) -> None:
     if isinstance(event, VolunteerAvailable):
         world.profiles[event.volunteer_id] = event
         world.withdrawn.discard(event.volunteer_id)
-    elif isinstance(event, VolunteerWithdrawn):
+    elif isinstance(event, VolunteerWithdrawn) and event.volunteer_id in world.profiles:
         world.withdrawn.add(event.volunteer_id)
     elif isinstance(event, NeedPosted):
         world.needs.setdefault(event.need_id, event)
-    elif isinstance(event, NeedCancelled):
+    elif isinstance(event, NeedCancelled) and event.need_id in world.needs:
         world.cancelled.add(event.need_id)
 
 
