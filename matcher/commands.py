@@ -16,7 +16,13 @@ from matcher.settings import Settings
 from matcher.skills import SkillModel
 from matcher.state import InMemoryStore
 from schemas.codec import dump_output
-from schemas.events import AssignmentCancelled, AssignmentProposed, NeedUnmatched, OutputEvent, RecordRejected
+from schemas.events import (
+    AssignmentCancelled,
+    AssignmentProposed,
+    NeedUnmatched,
+    OutputEvent,
+    RecordRejected,
+)
 
 
 def load_skill_model(settings: Settings) -> SkillModel:
@@ -60,25 +66,33 @@ def print_tables(events: list[OutputEvent], out: IO[str]) -> None:
             unmatched[event.need_id] = event
     booked_needs = {e.need_id for e in proposed if e.assignment_id not in cancelled}
     out.write(f"\nAssignments ({len(proposed)} proposed, {len(cancelled)} withdrawn)\n")
-    out.write(f"{'need':<8} {'volunteer':<10} {'community':<10} {'slot (+08:00)':<24} "
-              f"{'score':>5}  {'service type':<22} reasons\n")
+    out.write(
+        f"{'need':<8} {'volunteer':<10} {'community':<10} {'slot (+08:00)':<24} "
+        f"{'score':>5}  {'service type':<22} reasons\n"
+    )
     for e in proposed:
         mark = " (cancelled)" if e.assignment_id in cancelled else ""
         slot = f"{e.slot.start:%m-%d %H:%M}-{e.slot.end:%H:%M}"
         reasons = " ".join(f"{k}={v:.2f}" for k, v in e.reasons.items())
-        out.write(f"{e.need_id:<8} {e.volunteer_id:<10} {e.community[:10]:<10} {slot:<24} "
-                  f"{e.score:>5.2f}  {(e.service_type or '-'):<22} {reasons}{mark}\n")
+        out.write(
+            f"{e.need_id:<8} {e.volunteer_id:<10} {e.community[:10]:<10} {slot:<24} "
+            f"{e.score:>5.2f}  {(e.service_type or '-'):<22} {reasons}{mark}\n"
+        )
     still = [u for u in unmatched.values() if u.need_id not in booked_needs or u.missing]
     out.write(f"\nUnmatched needs, last word on each ({len(still)})\n")
     out.write(f"{'need':<8} {'missing':>7}  {'reason':<16} {'pending':<8} service type\n")
     for u in still:
-        out.write(f"{u.need_id:<8} {u.missing:>7}  {u.reason:<16} {str(u.pending):<8} "
-                  f"{u.service_type or '-'}\n")
+        out.write(
+            f"{u.need_id:<8} {u.missing:>7}  {u.reason:<16} {u.pending!s:<8} "
+            f"{u.service_type or '-'}\n"
+        )
     rejected = [e for e in events if isinstance(e, RecordRejected)]
-    reasons = Counter(u.reason for u in still)
-    out.write(f"\nSummary: {len(booked_needs)} needs booked, {len(still)} unmatched "
-              f"({', '.join(f'{k} {v}' for k, v in sorted(reasons.items())) or 'none'}), "
-              f"{len(rejected)} records rejected\n")
+    by_reason = Counter(u.reason for u in still)
+    out.write(
+        f"\nSummary: {len(booked_needs)} needs booked, {len(still)} unmatched "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(by_reason.items())) or 'none'}), "
+        f"{len(rejected)} records rejected\n"
+    )
 
 
 def run_evaluate(settings: Settings, source: Path, labels_path: Path, *, as_json: bool) -> int:
@@ -87,10 +101,13 @@ def run_evaluate(settings: Settings, source: Path, labels_path: Path, *, as_json
     if as_json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:
-        print(f"bookings {report.bookings}, correct {report.correct}, "
-              f"oracle {report.oracle_correct}")
-        print(f"precision {report.precision:.3f}  recall {report.recall:.3f}  "
-              f"rule violations {len(report.violations)}")
+        print(
+            f"bookings {report.bookings}, correct {report.correct}, oracle {report.oracle_correct}"
+        )
+        print(
+            f"precision {report.precision:.3f}  recall {report.recall:.3f}  "
+            f"rule violations {len(report.violations)}"
+        )
         for need, volunteer in report.wrong:
             print(f"  wrong  {need} -> {volunteer}")
         for need, volunteer in report.missed:

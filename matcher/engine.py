@@ -22,12 +22,14 @@ from schemas.events import (
     AssignmentCompleted,
     AssignmentDeclined,
     AssignmentProposed,
+    CancelReason,
     InputEvent,
     NeedCancelled,
     NeedPosted,
     NeedUnmatched,
     OutputEvent,
     Slot,
+    UnmatchedReason,
     VolunteerAvailable,
     VolunteerWithdrawn,
 )
@@ -267,7 +269,9 @@ class Engine:
             return outputs
         return outputs + self._report_unmatched(need, missing, trigger)
 
-    def _eligible(self, need: NeedRecord, taken: set[str]) -> list[tuple[VolunteerRecord, float, str]]:
+    def _eligible(
+        self, need: NeedRecord, taken: set[str]
+    ) -> list[tuple[VolunteerRecord, float, str]]:
         """Volunteers who serve the community and fit a service type the need asks for."""
         seen: set[str] = set()
         found: list[tuple[VolunteerRecord, float, str]] = []
@@ -328,7 +332,9 @@ class Engine:
         return _Candidate(volunteer, service_type, (start, end), _r(score), reasons)
 
     def _busy(self, volunteer_id: str) -> list[Interval]:
-        return [(b.start, b.end) for b in self._store.bookings_of_volunteer(volunteer_id) if b.holds]
+        return [
+            (b.start, b.end) for b in self._store.bookings_of_volunteer(volunteer_id) if b.holds
+        ]
 
     def _try_book(
         self, need: NeedRecord, candidate: _Candidate, trigger: _Trigger
@@ -377,7 +383,12 @@ class Engine:
         return self._unmatched(need, missing, "expired", False, trigger)
 
     def _unmatched(
-        self, need: NeedRecord, missing: int, reason: str, pending: bool, trigger: _Trigger
+        self,
+        need: NeedRecord,
+        missing: int,
+        reason: UnmatchedReason,
+        pending: bool,
+        trigger: _Trigger,
     ) -> list[OutputEvent]:
         state = (missing, reason, pending)
         if need.last_unmatched == state:
@@ -389,13 +400,13 @@ class Engine:
                 occurred_at=_bj(trigger.occurred_at),
                 need_id=need.need_id,
                 missing=missing,
-                reason=reason,  # type: ignore[arg-type]  # one of UnmatchedReason
+                reason=reason,
                 pending=pending,
                 service_type=need.types[0][0] if need.types else None,
             )
         ]
 
-    def _main_obstacle(self, need: NeedRecord, trigger: _Trigger) -> str:
+    def _main_obstacle(self, need: NeedRecord, trigger: _Trigger) -> UnmatchedReason:
         taken = {b.volunteer_id for b in self._store.bookings_of_need(need.need_id)}
         eligible = self._eligible(need, taken)
         if not eligible:
@@ -462,14 +473,16 @@ class Engine:
                 outputs += self._match(need, trigger)
         return outputs
 
-    def _cancelled(self, booking: Booking, reason: str, trigger: _Trigger) -> AssignmentCancelled:
+    def _cancelled(
+        self, booking: Booking, reason: CancelReason, trigger: _Trigger
+    ) -> AssignmentCancelled:
         return AssignmentCancelled(
             event_id=trigger.output_id("cancelled", booking.assignment_id),
             occurred_at=_bj(trigger.occurred_at),
             assignment_id=booking.assignment_id,
             need_id=booking.need_id,
             volunteer_id=booking.volunteer_id,
-            reason=reason,  # type: ignore[arg-type]  # one of CancelReason
+            reason=reason,
         )
 
 

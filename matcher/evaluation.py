@@ -17,7 +17,13 @@ from matcher.rules import Violation, check_rules
 from matcher.skills import NeedPlacement, SkillModel
 from matcher.state import InMemoryStore
 from schemas.codec import parse_input
-from schemas.events import AssignmentProposed, InputEvent, NeedPosted, OutputEvent, VolunteerAvailable
+from schemas.events import (
+    AssignmentProposed,
+    InputEvent,
+    NeedPosted,
+    OutputEvent,
+    VolunteerAvailable,
+)
 from schemas.exceptions import InvalidEventError
 
 
@@ -87,11 +93,15 @@ class OracleSkillModel:
         return None
 
 
-def run_steps(lines: Sequence[Line], engine: Engine) -> list[tuple[InputEvent | None, list[OutputEvent]]]:
+def run_steps(
+    lines: Sequence[Line], engine: Engine
+) -> list[tuple[InputEvent | None, list[OutputEvent]]]:
     steps = []
     for line in lines:
         if line.raw.strip():
-            steps.append(handle_record(engine, line.raw, topic="replay", partition=0, offset=line.number))
+            steps.append(
+                handle_record(engine, line.raw, topic="replay", partition=0, offset=line.number)
+            )
     return steps
 
 
@@ -119,7 +129,9 @@ def evaluate(lines: Sequence[Line], labels: Labels, skills: SkillModel) -> Repor
     )
 
 
-def _bookings(steps: Sequence[tuple[InputEvent | None, list[OutputEvent]]]) -> list[tuple[str, str]]:
+def _bookings(
+    steps: Sequence[tuple[InputEvent | None, list[OutputEvent]]],
+) -> list[tuple[str, str]]:
     return [
         (o.need_id, o.volunteer_id)
         for _, outputs in steps

@@ -32,7 +32,9 @@ class Line:
     raw: bytes
 
 
-def reject(error: str, raw: bytes | str, *, topic: str, partition: int, offset: int) -> RecordRejected:
+def reject(
+    error: str, raw: bytes | str, *, topic: str, partition: int, offset: int
+) -> RecordRejected:
     return RecordRejected(
         error=error,
         source=RecordSource(topic=topic, partition=partition, offset=offset),
@@ -46,7 +48,9 @@ def split_lines(data: bytes) -> Iterator[Line]:
         yield Line(number, raw.removesuffix(b"\r"))
 
 
-def handle_record(engine: Engine, raw: bytes, *, topic: str, partition: int, offset: int) -> tuple[InputEvent | None, list[OutputEvent]]:
+def handle_record(
+    engine: Engine, raw: bytes, *, topic: str, partition: int, offset: int
+) -> tuple[InputEvent | None, list[OutputEvent]]:
     """Parse and apply one record; bad input becomes a dead letter, never an exception."""
     try:
         event = parse_input(raw)
@@ -55,14 +59,18 @@ def handle_record(engine: Engine, raw: bytes, *, topic: str, partition: int, off
     return event, apply_event(engine, event, raw, topic=topic, partition=partition, offset=offset)
 
 
-def apply_event(engine: Engine, event: InputEvent, raw: bytes, *, topic: str, partition: int, offset: int) -> list[OutputEvent]:
+def apply_event(
+    engine: Engine, event: InputEvent, raw: bytes, *, topic: str, partition: int, offset: int
+) -> list[OutputEvent]:
     try:
         return engine.handle(event)
     except UnusableEventError as exc:
         return [reject(exc.message, raw, topic=topic, partition=partition, offset=offset)]
 
 
-def replay(lines: Iterable[Line], engine: Engine, *, chunk: int = DEFAULT_CHUNK) -> Iterator[OutputEvent]:
+def replay(
+    lines: Iterable[Line], engine: Engine, *, chunk: int = DEFAULT_CHUNK
+) -> Iterator[OutputEvent]:
     """Outputs for every line, in order. Lines are parsed a chunk at a time so the skill
     model can place that chunk's texts in one batch before the events are applied."""
     batch: list[Line] = []
@@ -90,7 +98,9 @@ def _replay_chunk(batch: list[Line], engine: Engine) -> Iterator[OutputEvent]:
     )
     for line, item in parsed:
         if isinstance(item, InvalidEventError):
-            yield reject(item.message, line.raw, topic=REPLAY_TOPIC, partition=0, offset=line.number)
+            yield reject(
+                item.message, line.raw, topic=REPLAY_TOPIC, partition=0, offset=line.number
+            )
         else:
             yield from apply_event(
                 engine, item, line.raw, topic=REPLAY_TOPIC, partition=0, offset=line.number

@@ -17,7 +17,7 @@ def build_skill_model(settings: ModelSettings) -> CataloguePlacer:
 def _build(settings: ModelSettings) -> CataloguePlacer:
     catalogue = load_catalogue(settings.catalogue_path)
     embedder = None
-    if settings.embedder not in ("none", "tfidf"):
+    if settings.embedder != "none" and settings.embedder != "tfidf":
         from models.embedders import load_embedder
 
         model_path = str(settings.model_path) if settings.model_path else None

@@ -79,15 +79,15 @@ def _make_pipeline(c: float) -> Pipeline:
             (
                 "words",
                 TfidfVectorizer(
-                    analyzer="word", token_pattern=r"[a-z][a-z'\-]+", ngram_range=(1, 2),
+                    analyzer="word",
+                    token_pattern=r"[a-z][a-z'\-]+",  # noqa: S106 (a regex, not a secret)
+                    ngram_range=(1, 2),
                     sublinear_tf=True,
                 ),
             ),
         ]
     )
-    return Pipeline(
-        [("features", features), ("clf", LogisticRegression(C=c, max_iter=3000))]
-    )
+    return Pipeline([("features", features), ("clf", LogisticRegression(C=c, max_iter=3000))])
 
 
 class CataloguePlacer:
@@ -182,7 +182,8 @@ class CataloguePlacer:
         return hits
 
     def _embedding_probs(self, texts: Sequence[str], side: _Side) -> FloatArray:
-        assert self.embedder is not None and side.example_vectors is not None
+        assert self.embedder is not None
+        assert side.example_vectors is not None
         vectors = self.embedder.encode(texts, role="query")
         sims = vectors @ side.example_vectors.T
         best = np.full((len(texts), len(side.classes)), -1.0)

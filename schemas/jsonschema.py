@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from schemas.events import INPUT_MODELS, OUTPUT_MODELS
 
@@ -13,7 +13,9 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 def schema_for(event_type: str) -> dict[str, Any]:
     model = {**INPUT_MODELS, **OUTPUT_MODELS}[event_type]
-    mode = "validation" if event_type in INPUT_MODELS else "serialization"
+    mode: Literal["validation", "serialization"] = (
+        "validation" if event_type in INPUT_MODELS else "serialization"
+    )
     schema = model.model_json_schema(mode=mode)
     return {
         "$schema": SCHEMA_DIALECT,

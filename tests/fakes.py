@@ -34,8 +34,14 @@ class KeywordSkillModel:
         self.prepared.append((len(need_texts), len(skill_texts)))
 
 
-DEFAULT_KEYWORDS = {"电": "repair.electrical", "水管": "repair.plumbing", "医": "health.general",
-                    "doctor": "health.general", "数学": "tutor.math", "陪": "companion.elderly"}
+DEFAULT_KEYWORDS = {
+    "电": "repair.electrical",
+    "水管": "repair.plumbing",
+    "医": "health.general",
+    "doctor": "health.general",
+    "数学": "tutor.math",
+    "陪": "companion.elderly",
+}
 
 
 def t(day: int, hour: int, minute: int = 0) -> str:
@@ -44,20 +50,48 @@ def t(day: int, hour: int, minute: int = 0) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + BJ
 
 
-def volunteer(vid: str, skills: str = "电工", *, windows: Sequence[tuple[str, str]] = (),
-              community: str = "c1", at: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"type": "volunteer.available", "event_id": f"ev-{vid}-{at or 0}-{len(windows)}",
-            "occurred_at": at or t(-1, 8), "volunteer_id": vid, "name": f"志愿者{vid}",
-            "skills": skills, "community": community,
-            "availability": [{"start": s, "end": e} for s, e in windows], **extra}
+def volunteer(
+    vid: str,
+    skills: str = "电工",
+    *,
+    windows: Sequence[tuple[str, str]] = (),
+    community: str = "c1",
+    at: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "type": "volunteer.available",
+        "event_id": f"ev-{vid}-{at or 0}-{len(windows)}",
+        "occurred_at": at or t(-1, 8),
+        "volunteer_id": vid,
+        "name": f"志愿者{vid}",
+        "skills": skills,
+        "community": community,
+        "availability": [{"start": s, "end": e} for s, e in windows],
+        **extra,
+    }
 
 
-def need(nid: str, text: str = "家里没电了", *, window: tuple[str, str] = ("", ""),
-         community: str = "c1", at: str | None = None, **extra: Any) -> dict[str, Any]:
+def need(
+    nid: str,
+    text: str = "家里没电了",
+    *,
+    window: tuple[str, str] = ("", ""),
+    community: str = "c1",
+    at: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     start, end = window if window[0] else (t(0, 9), t(0, 12))
-    return {"type": "need.posted", "event_id": f"ev-{nid}", "occurred_at": at or t(-1, 12),
-            "need_id": nid, "community": community, "text": text,
-            "window": {"start": start, "end": end}, **extra}
+    return {
+        "type": "need.posted",
+        "event_id": f"ev-{nid}",
+        "occurred_at": at or t(-1, 12),
+        "need_id": nid,
+        "community": community,
+        "text": text,
+        "window": {"start": start, "end": end},
+        **extra,
+    }
 
 
 def line(obj: Mapping[str, Any]) -> bytes:

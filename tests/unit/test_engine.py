@@ -20,8 +20,14 @@ def of(kind: type, events: list[OutputEvent]) -> list[Any]:
 
 
 def response(kind: str, nid: str, vid: str, eid: str, **extra: Any) -> dict[str, Any]:
-    return {"type": f"assignment.{kind}", "event_id": eid, "occurred_at": t(-1, 13),
-            "need_id": nid, "volunteer_id": vid, **extra}
+    return {
+        "type": f"assignment.{kind}",
+        "event_id": eid,
+        "occurred_at": t(-1, 13),
+        "need_id": nid,
+        "volunteer_id": vid,
+        **extra,
+    }
 
 
 def test_books_earliest_slot_with_reasons(run: Run) -> None:
@@ -36,14 +42,22 @@ def test_books_earliest_slot_with_reasons(run: Run) -> None:
 
 
 def test_same_input_same_bytes(run: Run) -> None:
-    events = [volunteer("v1", windows=MORNING), volunteer("v2", windows=MORNING),
-              need("n1", headcount=3)]
+    events = [
+        volunteer("v1", windows=MORNING),
+        volunteer("v2", windows=MORNING),
+        need("n1", headcount=3),
+    ]
     assert dumps(run(events)) == dumps(run(events))
 
 
 def test_headcount_books_distinct_volunteers_and_reports_the_rest(run: Run) -> None:
-    out = run([volunteer("v1", windows=MORNING), volunteer("v2", windows=MORNING),
-               need("n1", headcount=3)])
+    out = run(
+        [
+            volunteer("v1", windows=MORNING),
+            volunteer("v2", windows=MORNING),
+            need("n1", headcount=3),
+        ]
+    )
     assert sorted(b.volunteer_id for b in of(AssignmentProposed, out)) == ["v1", "v2"]
     [unmatched] = of(NeedUnmatched, out)
     assert (unmatched.missing, unmatched.reason, unmatched.pending) == (1, "no_skill_match", True)
@@ -58,7 +72,8 @@ def test_no_skill_match_does_not_book_a_stranger(run: Run) -> None:
 def test_unplaceable_need_is_not_pending(run: Run) -> None:
     out = run([volunteer("v1", windows=MORNING), need("n1", "公交车改线了")])
     [unmatched] = of(NeedUnmatched, out)
-    assert unmatched.reason == "no_skill_match" and not unmatched.pending
+    assert unmatched.reason == "no_skill_match"
+    assert not unmatched.pending
 
 
 def test_no_time_overlap(run: Run) -> None:
@@ -67,8 +82,13 @@ def test_no_time_overlap(run: Run) -> None:
 
 
 def test_no_capacity(run: Run) -> None:
-    out = run([volunteer("v1", windows=MORNING, max_hours_per_week=1), need("n0", duration_minutes=60),
-               need("n1", duration_minutes=60)])
+    out = run(
+        [
+            volunteer("v1", windows=MORNING, max_hours_per_week=1),
+            need("n0", duration_minutes=60),
+            need("n1", duration_minutes=60),
+        ]
+    )
     assert len(of(AssignmentProposed, out)) == 1
     assert of(NeedUnmatched, out)[0].reason == "no_capacity"
 
@@ -93,29 +113,52 @@ def test_pending_need_expires_when_time_passes(run: Run) -> None:
 
 
 def test_decline_frees_the_slot_and_never_rebooks_the_decliner(run: Run) -> None:
-    out = run([volunteer("v1", windows=MORNING), volunteer("v2", windows=MORNING),
-               need("n1"), response("declined", "n1", "v1", "r1"),
-               response("declined", "n1", "v2", "r2")])
+    out = run(
+        [
+            volunteer("v1", windows=MORNING),
+            volunteer("v2", windows=MORNING),
+            need("n1"),
+            response("declined", "n1", "v1", "r1"),
+            response("declined", "n1", "v2", "r2"),
+        ]
+    )
     booked = [b.volunteer_id for b in of(AssignmentProposed, out)]
     assert booked == ["v1", "v2"]
     cancelled = of(AssignmentCancelled, out)
-    assert [(c.volunteer_id, c.reason) for c in cancelled] == [("v1", "declined"), ("v2", "declined")]
+    assert [(c.volunteer_id, c.reason) for c in cancelled] == [
+        ("v1", "declined"),
+        ("v2", "declined"),
+    ]
     assert of(NeedUnmatched, out)[-1].reason == "no_skill_match"
 
 
 def test_need_cancelled_withdraws_bookings_and_frees_time(run: Run) -> None:
-    out = run([volunteer("v1", windows=MORNING, max_hours_per_week=1), need("n1"), need("n2"),
-               {"type": "need.cancelled", "event_id": "c1", "occurred_at": t(-1, 14),
-                "need_id": "n1"}])
+    out = run(
+        [
+            volunteer("v1", windows=MORNING, max_hours_per_week=1),
+            need("n1"),
+            need("n2"),
+            {"type": "need.cancelled", "event_id": "c1", "occurred_at": t(-1, 14), "need_id": "n1"},
+        ]
+    )
     [cancel] = of(AssignmentCancelled, out)
     assert (cancel.need_id, cancel.reason) == ("n1", "need_cancelled")
     assert [b.need_id for b in of(AssignmentProposed, out)] == ["n1", "n2"]
 
 
 def test_withdrawn_volunteer_gets_no_new_booking(run: Run) -> None:
-    out = run([volunteer("v1", windows=MORNING),
-               {"type": "volunteer.withdrawn", "event_id": "w1", "occurred_at": t(-1, 9),
-                "volunteer_id": "v1"}, need("n1")])
+    out = run(
+        [
+            volunteer("v1", windows=MORNING),
+            {
+                "type": "volunteer.withdrawn",
+                "event_id": "w1",
+                "occurred_at": t(-1, 9),
+                "volunteer_id": "v1",
+            },
+            need("n1"),
+        ]
+    )
     assert not of(AssignmentProposed, out)
 
 
@@ -132,9 +175,14 @@ def test_second_post_of_a_need_id_is_rejected(run: Run) -> None:
 
 
 def test_response_for_unknown_booking_is_dead_lettered(run: Run) -> None:
-    out = run([volunteer("v1", windows=MORNING), need("n1"),
-               response("accepted", "n1", "v2", "r1"),
-               response("accepted", "n1", "v1", "r2", assignment_id="a-wrong")])
+    out = run(
+        [
+            volunteer("v1", windows=MORNING),
+            need("n1"),
+            response("accepted", "n1", "v2", "r1"),
+            response("accepted", "n1", "v1", "r2", assignment_id="a-wrong"),
+        ]
+    )
     rejected = of(RecordRejected, out)
     assert len(rejected) == 2
     assert "assignment_id" in rejected[1].error
@@ -142,16 +190,27 @@ def test_response_for_unknown_booking_is_dead_lettered(run: Run) -> None:
 
 
 def test_accept_and_complete_publish_nothing(run: Run) -> None:
-    out = run([volunteer("v1", windows=MORNING), need("n1"),
-               response("accepted", "n1", "v1", "r1"),
-               response("completed", "n1", "v1", "r2", rating=5)])
+    out = run(
+        [
+            volunteer("v1", windows=MORNING),
+            need("n1"),
+            response("accepted", "n1", "v1", "r1"),
+            response("completed", "n1", "v1", "r2", rating=5),
+        ]
+    )
     assert len(out) == 1
 
 
 def test_volunteer_update_replaces_windows_but_keeps_bookings(run: Run) -> None:
     later = volunteer("v1", windows=[(t(0, 9), t(0, 11))], at=t(-1, 13))
-    out = run([volunteer("v1", windows=MORNING, max_hours_per_week=2), need("n1"),
-               later, need("n2", at=t(-1, 14))])
+    out = run(
+        [
+            volunteer("v1", windows=MORNING, max_hours_per_week=2),
+            need("n1"),
+            later,
+            need("n2", at=t(-1, 14)),
+        ]
+    )
     booked = of(AssignmentProposed, out)
     assert [b.need_id for b in booked] == ["n1", "n2"]
     assert booked[1].slot.start.isoformat() == t(0, 10)
@@ -160,8 +219,12 @@ def test_volunteer_update_replaces_windows_but_keeps_bookings(run: Run) -> None:
 def test_other_community_is_not_served(run: Run) -> None:
     out = run([volunteer("v1", windows=MORNING, community="c2"), need("n1")])
     assert not of(AssignmentProposed, out)
-    out = run([volunteer("v1", windows=MORNING, community="c2", serves_communities=["c2", "c1"]),
-               need("n1")])
+    out = run(
+        [
+            volunteer("v1", windows=MORNING, community="c2", serves_communities=["c2", "c1"]),
+            need("n1"),
+        ]
+    )
     assert of(AssignmentProposed, out)
 
 

@@ -35,25 +35,45 @@ def weeks(draw: st.DrawFn) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for i in range(n_volunteers):
         serves = draw(st.lists(st.sampled_from(COMMUNITIES), min_size=1, max_size=2, unique=True))
-        events.append({
-            "type": "volunteer.available", "volunteer_id": f"v{i}",
-            "skills": draw(st.sampled_from(SKILLS)), "community": serves[0],
-            "serves_communities": serves,
-            "availability": [{"start": s, "end": e} for s, e in draw(st.lists(windows(), max_size=3))],
-            "max_hours_per_week": draw(st.sampled_from([0.5, 1, 2, 4, 12])),
-        })
+        events.append(
+            {
+                "type": "volunteer.available",
+                "volunteer_id": f"v{i}",
+                "skills": draw(st.sampled_from(SKILLS)),
+                "community": serves[0],
+                "serves_communities": serves,
+                "availability": [
+                    {"start": s, "end": e} for s, e in draw(st.lists(windows(), max_size=3))
+                ],
+                "max_hours_per_week": draw(st.sampled_from([0.5, 1, 2, 4, 12])),
+            }
+        )
     for i in range(n_needs):
         start, end = draw(windows(min_len=2, max_len=12))
         max_minutes = (len_halfhours := _halfhours(start, end)) * 30
-        events.append({
-            "type": "need.posted", "need_id": f"n{i}", "community": draw(st.sampled_from(COMMUNITIES)),
-            "text": draw(st.sampled_from(NEEDS)), "window": {"start": start, "end": end},
-            "duration_minutes": draw(st.integers(15, min(max_minutes, 180))),
-            "headcount": draw(st.integers(1, 3)), "urgency": draw(st.sampled_from(["low", "normal", "high", "critical"])),
-        })
+        events.append(
+            {
+                "type": "need.posted",
+                "need_id": f"n{i}",
+                "community": draw(st.sampled_from(COMMUNITIES)),
+                "text": draw(st.sampled_from(NEEDS)),
+                "window": {"start": start, "end": end},
+                "duration_minutes": draw(st.integers(15, min(max_minutes, 180))),
+                "headcount": draw(st.integers(1, 3)),
+                "urgency": draw(st.sampled_from(["low", "normal", "high", "critical"])),
+            }
+        )
         assert len_halfhours >= 2
-    extra = draw(st.lists(st.tuples(st.sampled_from(["decline", "cancel", "withdraw", "update", "accept"]),
-                                    st.integers(0, 9), st.integers(0, 5)), max_size=8))
+    extra = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["decline", "cancel", "withdraw", "update", "accept"]),
+                st.integers(0, 9),
+                st.integers(0, 5),
+            ),
+            max_size=8,
+        )
+    )
     for kind, n, v in extra:
         events.append(_extra(kind, f"n{n % n_needs}", f"v{v % n_volunteers}", events, draw))
     order = draw(st.permutations(range(len(events))))
@@ -68,10 +88,14 @@ def weeks(draw: st.DrawFn) -> list[dict[str, Any]]:
 def _halfhours(start: str, end: str) -> int:
     from datetime import datetime
 
-    return int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() // 1800)
+    return int(
+        (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() // 1800
+    )
 
 
-def _extra(kind: str, nid: str, vid: str, events: list[dict[str, Any]], draw: st.DrawFn) -> dict[str, Any]:
+def _extra(
+    kind: str, nid: str, vid: str, events: list[dict[str, Any]], draw: st.DrawFn
+) -> dict[str, Any]:
     if kind == "decline":
         return {"type": "assignment.declined", "need_id": nid, "volunteer_id": vid}
     if kind == "accept":
@@ -80,16 +104,30 @@ def _extra(kind: str, nid: str, vid: str, events: list[dict[str, Any]], draw: st
         return {"type": "need.cancelled", "need_id": nid}
     if kind == "withdraw":
         return {"type": "volunteer.withdrawn", "volunteer_id": vid}
-    original = next(e for e in events if e.get("volunteer_id") == vid and e["type"] == "volunteer.available")
-    return {**original, "availability": [{"start": s, "end": e} for s, e in draw(st.lists(windows(), max_size=3))]}
+    original = next(
+        e for e in events if e.get("volunteer_id") == vid and e["type"] == "volunteer.available"
+    )
+    return {
+        **original,
+        "availability": [{"start": s, "end": e} for s, e in draw(st.lists(windows(), max_size=3))],
+    }
 
 
 def fits_of(events: list[dict[str, Any]], model: KeywordSkillModel) -> dict[str, set[str]]:
-    volunteers = {e["volunteer_id"]: set(model.place_volunteer(e["skills"])) for e in events
-                  if e["type"] == "volunteer.available"}
-    return {e["need_id"]: {v for v, types in volunteers.items()
-                           if types & {t for t, _ in model.place_need(e["text"]).types}}
-            for e in events if e["type"] == "need.posted"}
+    volunteers = {
+        e["volunteer_id"]: set(model.place_volunteer(e["skills"]))
+        for e in events
+        if e["type"] == "volunteer.available"
+    }
+    return {
+        e["need_id"]: {
+            v
+            for v, types in volunteers.items()
+            if types & {t for t, _ in model.place_need(e["text"]).types}
+        }
+        for e in events
+        if e["type"] == "need.posted"
+    }
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,7 +14,11 @@ def test_valid_need_gets_contract_defaults() -> None:
     event = parse_input(line(need("n1")))
     assert isinstance(event, NeedPosted)
     assert (event.duration_minutes, event.headcount, event.urgency, event.source) == (
-        60, 1, "normal", "")
+        60,
+        1,
+        "normal",
+        "",
+    )
 
 
 def test_volunteer_serves_home_community_by_default() -> None:
@@ -53,8 +57,12 @@ def test_invalid_need_names_the_field(mutate: object, field: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "words"),
-    [(b"not json", "not valid JSON"), (b"[1,2]", "array"), (b'{"type": "x.y"}', "unknown"),
-     (b'{"event_id": "e"}', "'type' is missing")],
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1,2]", "array"),
+        (b'{"type": "x.y"}', "unknown"),
+        (b'{"event_id": "e"}', "'type' is missing"),
+    ],
 )
 def test_unusable_records_say_why(raw: bytes, words: str) -> None:
     with pytest.raises(InvalidEventError, match=words):
@@ -71,7 +79,8 @@ def test_redaction_replaces_contact_and_keeps_other_bytes() -> None:
     data = need("n1", contact={"name": "王阿姨", "phone": "13800001234"})
     data.pop("text")
     redacted = redact_raw(line(data))
-    assert "13800001234" not in redacted and "王阿姨" not in redacted
+    assert "13800001234" not in redacted
+    assert "王阿姨" not in redacted
     assert json.loads(redacted)["contact"] == "[redacted]"
     plain = line(need("n2"))
     assert redact_raw(plain) == plain.decode()
@@ -90,6 +99,7 @@ def test_contact_is_not_in_repr() -> None:
 def test_export_writes_one_schema_per_type(tmp_path: Path) -> None:
     written = export_schemas(tmp_path)
     names = {p.name for p in written}
-    assert "need.posted.schema.json" in names and "record.rejected.schema.json" in names
+    assert "need.posted.schema.json" in names
+    assert "record.rejected.schema.json" in names
     schema = json.loads((tmp_path / "need.posted.schema.json").read_text())
     assert "need_id" in schema["required"]

@@ -26,18 +26,34 @@ def test_round_up_to_five_minutes() -> None:
 
 
 def test_earliest_slot_skips_busy_time_and_respects_cap() -> None:
-    search = find_slot(window=(bj(0, 9), bj(0, 18)), duration=timedelta(minutes=60),
-                       not_before=bj(-1, 0), availability=[(bj(0, 8), bj(0, 12))],
-                       busy=[(bj(0, 9), bj(0, 10, 30))], cap_minutes=240)
+    search = find_slot(
+        window=(bj(0, 9), bj(0, 18)),
+        duration=timedelta(minutes=60),
+        not_before=bj(-1, 0),
+        availability=[(bj(0, 8), bj(0, 12))],
+        busy=[(bj(0, 9), bj(0, 10, 30))],
+        cap_minutes=240,
+    )
     assert search.slot == (bj(0, 10, 30), bj(0, 11, 30))
-    capped = find_slot(window=(bj(0, 9), bj(0, 18)), duration=timedelta(minutes=60),
-                       not_before=bj(-1, 0), availability=[(bj(0, 8), bj(0, 12))],
-                       busy=[(bj(0, 9), bj(0, 10, 30))], cap_minutes=120)
-    assert capped.slot is None and capped.free_of_bookings
+    capped = find_slot(
+        window=(bj(0, 9), bj(0, 18)),
+        duration=timedelta(minutes=60),
+        not_before=bj(-1, 0),
+        availability=[(bj(0, 8), bj(0, 12))],
+        busy=[(bj(0, 9), bj(0, 10, 30))],
+        cap_minutes=120,
+    )
+    assert capped.slot is None
+    assert capped.free_of_bookings
 
 
 def test_no_slot_before_now() -> None:
-    search = find_slot(window=(bj(0, 9), bj(0, 12)), duration=timedelta(minutes=60),
-                       not_before=bj(0, 10, 1), availability=[(bj(0, 8), bj(0, 12))],
-                       busy=[], cap_minutes=240)
+    search = find_slot(
+        window=(bj(0, 9), bj(0, 12)),
+        duration=timedelta(minutes=60),
+        not_before=bj(0, 10, 1),
+        availability=[(bj(0, 8), bj(0, 12))],
+        busy=[],
+        cap_minutes=240,
+    )
     assert search.slot == (bj(0, 10, 5), bj(0, 11, 5))

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Make a fresh machine ready: Python venv with the project and its tools, Debian's
+# redis-server, and the Kafka jars from Maven Central (cached). Safe to run again.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV="${VOLMATCH_VENV:-.venv}"
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+# Quiet unless it fails: pip's own output goes to a log we print on error.
+pip_log="$(mktemp)"
+if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]' >"$pip_log" 2>&1; then
+  cat "$pip_log" >&2
+  exit 1
+fi
+rm -f "$pip_log"
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing Debian's redis-server"
+  sudo_cmd=""
+  [[ "$(id -u)" -eq 0 ]] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
+fi
+
+bash scripts/services.sh fetch
+log "ready: $("$VENV/bin/python" --version), redis $(redis-server --version | awk '{print $3}')"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every test: lint, types, unit tests with fakes, and integration tests against a real
+# Kafka broker and Redis (the integration fixtures start both on free ports).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/bootstrap.sh
+VENV="${VOLMATCH_VENV:-.venv}"
+
+echo "== ruff"
+"$VENV/bin/ruff" check .
+echo "== mypy --strict"
+"$VENV/bin/mypy"
+echo "== pytest"
+set +e
+"$VENV/bin/pytest" "$@"
+status=$?
+set -e
+if [[ $status -eq 5 ]]; then
+  echo "pytest ran no test: that is a failure" >&2
+  exit 1
+fi
+exit $status
