@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from models.exceptions import CatalogueError
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent / "catalogue" / "catalogue.yaml"
+OUT_OF_SCOPE_FILE = "out_of_scope.yaml"
 Kind = Literal["party_member", "micro_org", "social_worker", "resident"]
 Texts = Annotated[list[str], Field(min_length=1)]
 
@@ -56,6 +57,7 @@ class Catalogue(BaseModel):
 
     version: str
     types: list[ServiceType]
+    out_of_scope: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalogue:
@@ -86,16 +88,25 @@ class Catalogue(BaseModel):
 
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
+    """The catalogue file, plus ``out_of_scope.yaml`` beside it when present."""
     source = path or DEFAULT_CATALOGUE
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogueError(f"cannot read catalogue {source}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise CatalogueError(f"catalogue {source} is not valid YAML: {exc}") from exc
+    data = _read_yaml(source)
+    beside = source.parent / OUT_OF_SCOPE_FILE
+    if beside.exists() and isinstance(data, dict):
+        extra = _read_yaml(beside)
+        data["out_of_scope"] = [*extra.get("examples_zh", []), *extra.get("examples_en", [])]
     try:
         return Catalogue.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
         raise CatalogueError(f"catalogue {source}: {where}: {first['msg']}") from exc
+
+
+def _read_yaml(source: Path) -> Any:
+    try:
+        return yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogueError(f"cannot read catalogue {source}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise CatalogueError(f"catalogue {source} is not valid YAML: {exc}") from exc

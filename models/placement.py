@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from matcher.skills import NeedPlacement
@@ -33,7 +33,10 @@ from models.catalogue import Catalogue, ServiceType
 from models.embedders import Embedder
 from models.exceptions import ModelsError
 
-PLACER_VERSION = "1"
+PLACER_VERSION = "2"
+# Needs that no volunteer can serve (bus routes, lifts, heating supply) are learned as a
+# class of their own, so they are answered honestly instead of going to the nearest trade.
+OUT_OF_SCOPE = "_out_of_scope"
 _CLAUSE_SPLIT = re.compile(r"[，,；;。.!！?？、/|\n]+|\s+and\s+|\s*&\s*|以及|并且|还会|也会|同时")
 
 FloatArray = npt.NDArray[np.float64]
@@ -48,7 +51,8 @@ class PlacementConfig:
     weight_keywords: float = 0.30
     weight_embedding: float = 0.15
     embedding_temperature: float = 0.03
-    classifier_c: float = 8.0
+    classifier_temperature: float = 0.15
+    classifier_c: float = 0.5
 
     def digest(self) -> str:
         return hashlib.sha256(repr(self).encode()).hexdigest()[:6]
@@ -87,7 +91,9 @@ def _make_pipeline(c: float) -> Pipeline:
             ),
         ]
     )
-    return Pipeline([("features", features), ("clf", LogisticRegression(C=c, max_iter=3000))])
+    # A linear SVM fits the catalogue in about a second where logistic regression takes
+    # half a minute; its margins become probabilities through a tempered softmax.
+    return Pipeline([("features", features), ("clf", LinearSVC(C=c))])
 
 
 class CataloguePlacer:
@@ -126,6 +132,7 @@ class CataloguePlacer:
     ) -> CataloguePlacer:
         """Train on the catalogue (and optional labelled ``(text, type)`` pairs)."""
         need_data = [(x, t.id) for t in self.catalogue.types for x in _need_texts(t)]
+        need_data += [(x, OUT_OF_SCOPE) for x in self.catalogue.out_of_scope]
         volunteer_data = [(x, t.id) for t in self.catalogue.types for x in _volunteer_texts(t)]
         self._need_side = self._fit_side([*need_data, *extra_needs])
         self._volunteer_side = self._fit_side([*volunteer_data, *extra_volunteers])
@@ -155,7 +162,7 @@ class CataloguePlacer:
         if not normalised:
             return np.zeros((0, len(placed.classes)))
         cfg = self.config
-        probs: FloatArray = placed.pipeline.predict_proba(normalised)
+        probs = _softmax(placed.pipeline.decision_function(normalised), cfg.classifier_temperature)
         keyword = self._keyword_hits(normalised, placed.classes)
         fused = cfg.weight_classifier * probs + cfg.weight_keywords * keyword
         if placed.example_vectors is not None and self.embedder is not None:
@@ -189,10 +196,7 @@ class CataloguePlacer:
         best = np.full((len(texts), len(side.classes)), -1.0)
         for k, type_index in enumerate(side.example_types):
             np.maximum(best[:, type_index], sims[:, k], out=best[:, type_index])
-        scaled = (best - best.max(axis=1, keepdims=True)) / self.config.embedding_temperature
-        exp = np.exp(scaled)
-        result: FloatArray = exp / exp.sum(axis=1, keepdims=True)
-        return result
+        return _softmax(best, self.config.embedding_temperature)
 
     def predict_needs(self, texts: Sequence[str]) -> list[NeedPlacement]:
         scores = self.type_scores(texts, side="need")
@@ -202,11 +206,11 @@ class CataloguePlacer:
     def _need_placement(self, row: FloatArray, classes: Sequence[str]) -> NeedPlacement:
         order = np.argsort(-row, kind="stable")
         top = int(order[0])
-        if row[top] < self.config.need_threshold:
+        if classes[top] == OUT_OF_SCOPE or row[top] < self.config.need_threshold:
             return NeedPlacement(())
         chosen = [(classes[top], _round(row[top]))]
         for k in order[1:3]:
-            if row[k] >= self.config.second_type_threshold:
+            if classes[int(k)] != OUT_OF_SCOPE and row[k] >= self.config.second_type_threshold:
                 chosen.append((classes[int(k)], _round(row[k])))
         return NeedPlacement(tuple(chosen))
 
@@ -274,6 +278,13 @@ def _compile_keywords(types: Sequence[ServiceType]) -> dict[str, re.Pattern[str]
         if parts:
             compiled[service.id] = re.compile("|".join(parts))
     return compiled
+
+
+def _softmax(scores: FloatArray, temperature: float) -> FloatArray:
+    scaled = (scores - scores.max(axis=1, keepdims=True)) / temperature
+    exp = np.exp(scaled)
+    result: FloatArray = exp / exp.sum(axis=1, keepdims=True)
+    return result
 
 
 def _round(value: float) -> float:
