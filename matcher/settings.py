@@ -26,6 +26,9 @@ class KafkaSettings(_Group):
     partitions_volunteers: int = 6
     partitions_other: int = 6
     topic_prefix: str = ""
+    # faust commits acknowledged offsets this often; a crash replays at most this much,
+    # which the Redis outbox turns into republished outputs, never second decisions.
+    commit_interval_s: float = 1.0
 
 
 class RedisSettings(_Group):

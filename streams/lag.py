@@ -1,0 +1,60 @@
+"""Consumer lag, the way Kafka operators read it: committed offset, log-end offset, lag."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+
+@dataclass(frozen=True, order=True)
+class PartitionLag:
+    group: str
+    topic: str
+    partition: int
+    committed: int | None
+    log_end: int
+
+    @property
+    def lag(self) -> int:
+        return self.log_end - (self.committed or 0)
+
+
+def consumer_lag(bootstrap: str, group: str, topics: Sequence[str]) -> list[PartitionLag]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="volmatch-lag")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        committed = {
+            tp: meta.offset
+            for tp, meta in admin.list_consumer_group_offsets(group).items()
+            if meta.offset >= 0
+        }
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = consumer.end_offsets(partitions) if partitions else {}
+    finally:
+        consumer.close()
+        admin.close()
+    return sorted(
+        PartitionLag(group, tp.topic, tp.partition, committed.get(tp), ends[tp])
+        for tp in partitions
+    )
+
+
+def print_lag(rows: Sequence[PartitionLag], out: IO[str]) -> None:
+    out.write(
+        f"{'GROUP':<16} {'TOPIC':<24} {'PARTITION':>9} {'CURRENT-OFFSET':>15} "
+        f"{'LOG-END-OFFSET':>15} {'LAG':>6}\n"
+    )
+    for row in rows:
+        current = "-" if row.committed is None else str(row.committed)
+        out.write(
+            f"{row.group:<16} {row.topic:<24} {row.partition:>9} {current:>15} "
+            f"{row.log_end:>15} {row.lag:>6}\n"
+        )
+    out.write(f"total lag: {sum(r.lag for r in rows)}\n")
