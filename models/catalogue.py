@@ -105,7 +105,9 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
 
 def _read_yaml(source: Path) -> Any:
     try:
-        return yaml.safe_load(source.read_text(encoding="utf-8"))
+        # libyaml's loader where present: the pure-Python one takes a second on this file.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return yaml.load(source.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
     except OSError as exc:
         raise CatalogueError(f"cannot read catalogue {source}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:

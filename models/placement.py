@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.svm import LinearSVC
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.svm import LinearSVC
 
 from matcher.skills import NeedPlacement
 from models.catalogue import Catalogue, ServiceType
@@ -93,7 +93,7 @@ def _make_pipeline(c: float) -> Pipeline:
     )
     # A linear SVM fits the catalogue in about a second where logistic regression takes
     # half a minute; its margins become probabilities through a tempered softmax.
-    return Pipeline([("features", features), ("clf", LinearSVC(C=c))])
+    return Pipeline([("features", features), ("clf", LinearSVC(C=c, random_state=0))])
 
 
 class CataloguePlacer:
@@ -179,13 +179,11 @@ class CataloguePlacer:
 
     def _keyword_hits(self, texts: Sequence[str], classes: Sequence[str]) -> FloatArray:
         hits = np.zeros((len(texts), len(classes)))
-        for j, type_id in enumerate(classes):
-            pattern = self._keywords.get(type_id)
-            if pattern is None:
-                continue
-            for i, text in enumerate(texts):
-                if pattern.search(text):
-                    hits[i, j] = 1.0
+        column = {type_id: j for j, type_id in enumerate(classes)}
+        for i, text in enumerate(texts):
+            for type_id in self._keywords.types_in(text):
+                if type_id in column:
+                    hits[i, column[type_id]] = 1.0
         return hits
 
     def _embedding_probs(self, texts: Sequence[str], side: _Side) -> FloatArray:
@@ -264,20 +262,39 @@ def _volunteer_texts(service: ServiceType) -> list[str]:
     return [service.name_zh, service.name_en, *service.keywords, *service.volunteer_examples]
 
 
-def _compile_keywords(types: Sequence[ServiceType]) -> dict[str, re.Pattern[str]]:
-    compiled = {}
+@dataclass(frozen=True)
+class _Lexicon:
+    """Keyword -> type, bucketed by a keyword's first two characters so one pass over a
+    text tries only the keywords that can start at each position. Latin keywords are
+    then confirmed with word boundaries ("ENT" must not fire inside "parents")."""
+
+    buckets: dict[str, list[tuple[str, str]]]
+    latin: dict[str, re.Pattern[str]]
+
+    def types_in(self, text: str) -> set[str]:
+        found: set[str] = set()
+        for i in range(len(text)):
+            for word, service_type in self.buckets.get(text[i : i + 2], ()):
+                if service_type in found or not text.startswith(word, i):
+                    continue
+                pattern = self.latin.get(word)
+                if pattern is None or pattern.search(text):
+                    found.add(service_type)
+        return found
+
+
+def _compile_keywords(types: Sequence[ServiceType]) -> _Lexicon:
+    type_of: dict[str, str] = {}
     for service in types:
-        parts = []
         for keyword in service.keywords:
             word = normalise(keyword)
-            if not word:
-                continue
-            escaped = re.escape(word)
-            # Latin keywords match whole words only: "ENT" must not fire inside "parents".
-            parts.append(rf"\b{escaped}\b" if word.isascii() else escaped)
-        if parts:
-            compiled[service.id] = re.compile("|".join(parts))
-    return compiled
+            if len(word) >= 2:
+                type_of.setdefault(word, service.id)
+    buckets: dict[str, list[tuple[str, str]]] = {}
+    for word, service_type in type_of.items():
+        buckets.setdefault(word[:2], []).append((word, service_type))
+    latin = {w: re.compile(rf"\b{re.escape(w)}\b") for w in type_of if w.isascii()}
+    return _Lexicon(buckets, latin)
 
 
 def _softmax(scores: FloatArray, temperature: float) -> FloatArray:
