@@ -18,7 +18,7 @@ from matcher.settings import ModelSettings
 from matcher.state import InMemoryStore
 from models.factory import build_skill_model
 from schemas.codec import dump_output, parse_input
-from schemas.events import NeedPosted
+from schemas.events import NeedPosted, VolunteerAvailable
 
 
 def bench_replay(volunteers: int, needs: int) -> dict[str, float]:
@@ -44,8 +44,8 @@ def bench_candidate_search(volunteers: int, probes: int = 300) -> dict[str, floa
     events = [parse_input(x) for x in lines]
     skills.prepare(
         [e.text for e in events if isinstance(e, NeedPosted)],
-        [e.skills for e in events if not isinstance(e, NeedPosted)],
-    )  # type: ignore[union-attr]
+        [e.skills for e in events if isinstance(e, VolunteerAvailable)],
+    )
     engine = Engine(InMemoryStore(), skills)
     for event in events[:volunteers]:
         engine.handle(event)
