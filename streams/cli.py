@@ -7,6 +7,7 @@ Commands:
   produce FILE.jsonl  publish input events to the right topics with the right keys
   tail TOPIC          print a topic's events readably
   lag                 committed offset, log-end offset and lag per partition of the group
+  report              wait until caught up, then print assignments, unmatched needs, lag
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after S seconds without a new record (default: never)",
     )
     sub.add_parser("lag", help="consumer lag of the service's group, per partition")
+    report = sub.add_parser(
+        "report", help="wait until the worker has caught up, then print what it published"
+    )
+    report.add_argument("--timeout", type=float, default=120.0, metavar="S")
     return parser
 
 
@@ -87,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from streams.lag import consumer_lag, print_lag
 
+    if args.command == "report":
+        from streams.report import print_report
+
+        return print_report(bootstrap, settings.kafka.group_id, topics, args.timeout, sys.stdout)
     print_lag(consumer_lag(bootstrap, settings.kafka.group_id, topics.inputs), sys.stdout)
     return 0
 

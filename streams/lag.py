@@ -47,14 +47,17 @@ def consumer_lag(bootstrap: str, group: str, topics: Sequence[str]) -> list[Part
 
 
 def print_lag(rows: Sequence[PartitionLag], out: IO[str]) -> None:
+    """The columns of kafka-consumer-groups.sh --describe, so operators read it at once."""
+    group_w = max([len("GROUP"), *(len(r.group) for r in rows)])
+    topic_w = max([len("TOPIC"), *(len(r.topic) for r in rows)])
     out.write(
-        f"{'GROUP':<16} {'TOPIC':<24} {'PARTITION':>9} {'CURRENT-OFFSET':>15} "
-        f"{'LOG-END-OFFSET':>15} {'LAG':>6}\n"
+        f"{'GROUP':<{group_w}} {'TOPIC':<{topic_w}} {'PARTITION':>9} "
+        f"{'CURRENT-OFFSET':>15} {'LOG-END-OFFSET':>15} {'LAG':>6}\n"
     )
     for row in rows:
         current = "-" if row.committed is None else str(row.committed)
         out.write(
-            f"{row.group:<16} {row.topic:<24} {row.partition:>9} {current:>15} "
-            f"{row.log_end:>15} {row.lag:>6}\n"
+            f"{row.group:<{group_w}} {row.topic:<{topic_w}} {row.partition:>9} "
+            f"{current:>15} {row.log_end:>15} {row.lag:>6}\n"
         )
     out.write(f"total lag: {sum(r.lag for r in rows)}\n")

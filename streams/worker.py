@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import redis
@@ -42,10 +43,25 @@ def build_processor(settings: Settings) -> RecordProcessor:
     return RecordProcessor(store, skills, topics_of(settings))
 
 
-def run_worker(settings: Settings, *, datadir: Path, hooks: WorkerHooks | None = None) -> None:
-    """Run until SIGTERM/SIGINT; mode's worker stops the app gracefully on either."""
+READY_MARKER = "volmatch worker ready"
+
+
+def _ready_worker_class() -> type:
     import faust
 
+    class ReadyWorker(faust.Worker):
+        """Says so on stderr once partitions are assigned and recovery is done, whatever
+        the log level, so scripts and supervisors can wait for it."""
+
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            print(READY_MARKER, file=sys.stderr, flush=True)
+
+    return ReadyWorker
+
+
+def run_worker(settings: Settings, *, datadir: Path, hooks: WorkerHooks | None = None) -> None:
+    """Run until SIGTERM/SIGINT; mode's worker stops the app gracefully on either."""
     wait_for_kafka(settings.kafka.bootstrap_servers, 60.0)
     created = ensure_topics(settings)
     if created:
@@ -53,5 +69,5 @@ def run_worker(settings: Settings, *, datadir: Path, hooks: WorkerHooks | None =
     processor = build_processor(settings)
     log.info("matcher %s ready", processor.matcher_version)
     app = build_app(settings.kafka, topics_of(settings), processor, datadir=datadir, hooks=hooks)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = _ready_worker_class()(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

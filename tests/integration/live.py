@@ -22,6 +22,7 @@ from streams.infra import create_topics
 from streams.io import route
 from streams.lag import consumer_lag
 from streams.topics import TopicNames
+from streams.worker import READY_MARKER
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 120.0
@@ -151,7 +152,7 @@ class Worker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()}")
-            if b"Worker]: Ready" in self.log_path.read_bytes():
+            if READY_MARKER.encode() in self.log_path.read_bytes():
                 return
             time.sleep(0.3)
         raise TimeoutError(f"worker not ready after {timeout_s}s:\n{self.log()[-3000:]}")
