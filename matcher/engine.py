@@ -154,6 +154,7 @@ class Engine:
                 "cancel it and post a new need_id to change it",
                 field="need_id",
             )
+        placement = self._skills.place_need(event.text)
         need = NeedRecord(
             need_id=event.need_id,
             community=event.community,
@@ -163,7 +164,8 @@ class Engine:
             urgency=event.urgency,
             posted_at=event.occurred_at,
             posted_event_id=event.event_id,
-            types=self._skills.place_need(event.text).types,
+            types=placement.types,
+            support=placement.support,
         )
         self._store.save_need(need)
         return self._match(need, trigger)
@@ -256,26 +258,57 @@ class Engine:
         if need.latest_start < trigger.now:
             return self._give_up(need, missing, trigger)
         taken = {b.volunteer_id for b in self._store.bookings_of_need(need.need_id)}
-        outputs: list[OutputEvent] = []
-        for candidate in self._ranked_candidates(need, taken, trigger):
-            if missing == 0:
-                break
-            proposed = self._try_book(need, candidate, trigger)
-            if proposed is not None:
-                outputs.append(proposed)
-                missing -= 1
+        outputs = self._book(need, need.types, taken, missing, trigger)
+        missing -= len(outputs)
+        if missing > 0 and need.headcount > 1 and need.support:
+            # The extra hands of a talk may be organisers, but one place stays for the
+            # person the need is really about.
+            room = need.headcount - 1 - self._support_held(need, held)
+            support = self._book(need, need.support, taken, min(missing, room), trigger)
+            outputs += support
+            missing -= len(support)
         if missing == 0:
             self._store.remove_pending(need.need_id)
             return outputs
         return outputs + self._report_unmatched(need, missing, trigger)
 
+    def _book(
+        self,
+        need: NeedRecord,
+        types: tuple[tuple[str, float], ...],
+        taken: set[str],
+        wanted: int,
+        trigger: _Trigger,
+    ) -> list[OutputEvent]:
+        """Book up to ``wanted`` of the best candidates fitting ``types``; adds to ``taken``."""
+        outputs: list[OutputEvent] = []
+        for candidate in self._ranked_candidates(need, types, taken, trigger):
+            if len(outputs) >= wanted:
+                break
+            proposed = self._try_book(need, candidate, trigger)
+            if proposed is not None:
+                outputs.append(proposed)
+                taken.add(candidate.volunteer.volunteer_id)
+        return outputs
+
+    def _support_held(self, need: NeedRecord, held: list[Booking]) -> int:
+        primary = {t for t, _ in need.types}
+        count = 0
+        for booking in held:
+            volunteer = self._store.volunteer(booking.volunteer_id)
+            if volunteer is not None and not primary & volunteer.skills.keys():
+                count += 1
+        return count
+
     def _eligible(
-        self, need: NeedRecord, taken: set[str]
+        self, need: NeedRecord, taken: set[str], types: tuple[tuple[str, float], ...] = ()
     ) -> list[tuple[VolunteerRecord, float, str]]:
-        """Volunteers who serve the community and fit a service type the need asks for."""
+        """Volunteers who serve the community and fit one of ``types`` (by default the
+        need's own)."""
+        types = types or need.types
         seen: set[str] = set()
         found: list[tuple[VolunteerRecord, float, str]] = []
-        for service_type, _ in need.types:
+        for service_type, _ in types:
             for volunteer_id in self._store.volunteers_for(need.community, service_type):
                 if volunteer_id in seen or volunteer_id in taken:
                     continue
@@ -285,16 +318,20 @@ class Engine:
                 volunteer = self._store.volunteer(volunteer_id)
                 if volunteer is None or volunteer.withdrawn:
                     continue
-                fit, fit_type = skill_fit(need.types, volunteer.skills)
+                fit, fit_type = skill_fit(types, volunteer.skills)
                 if fit_type is not None:
                     found.append((volunteer, fit, fit_type))
         return found
 
     def _ranked_candidates(
-        self, need: NeedRecord, taken: set[str], trigger: _Trigger
+        self,
+        need: NeedRecord,
+        types: tuple[tuple[str, float], ...],
+        taken: set[str],
+        trigger: _Trigger,
     ) -> list[_Candidate]:
         candidates = []
-        for volunteer, fit, service_type in self._eligible(need, taken):
+        for volunteer, fit, service_type in self._eligible(need, taken, types):
             candidate = self._score(need, volunteer, fit, service_type, trigger)
             if candidate is not None:
                 candidates.append(candidate)

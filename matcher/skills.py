@@ -16,6 +16,9 @@ class NeedPlacement:
     """Service types a need asks for, most likely first; empty when the model abstains."""
 
     types: tuple[tuple[str, float], ...]
+    # Types that may fill a headcount beyond the first person: for a talk or a class, the
+    # organisers who set up the room and bring people in.
+    support: tuple[tuple[str, float], ...] = ()
 
     @property
     def top(self) -> str | None:

@@ -44,12 +44,20 @@ class NeedRecord:
     posted_event_id: str
     types: tuple[tuple[str, float], ...]  # ranked service types with confidence
     cancelled: bool = False
+    # Types that may fill the headcount beyond the first person (organisers of a talk).
+    support: tuple[tuple[str, float], ...] = ()
     declined_by: frozenset[str] = frozenset()
     last_unmatched: tuple[int, str, bool] | None = None
 
     @property
     def latest_start(self) -> datetime:
         return self.window[1] - timedelta(minutes=self.duration_minutes)
+
+    @property
+    def wanted_types(self) -> list[str]:
+        """Every type whose volunteers could fill some of the headcount."""
+        support = [t for t, _ in self.support] if self.headcount > 1 else []
+        return [*(t for t, _ in self.types), *support]
 
     @property
     def priority(self) -> tuple[int, datetime, str]:
@@ -165,7 +173,7 @@ class InMemoryStore:
     def add_pending(self, need: NeedRecord) -> None:
         self.remove_pending(need.need_id)
         self._pending[need.need_id] = need
-        for service_type, _ in need.types:
+        for service_type in need.wanted_types:
             key = (need.community, service_type)
             self._pending_index.setdefault(key, set()).add(need.need_id)
         heapq.heappush(self._expiry_heap, (need.latest_start, need.need_id))
@@ -174,7 +182,7 @@ class InMemoryStore:
         need = self._pending.pop(need_id, None)
         if need is None:
             return
-        for service_type, _ in need.types:
+        for service_type in need.wanted_types:
             self._pending_index.get((need.community, service_type), set()).discard(need_id)
 
     def pending_for(self, community: str, service_types: Iterable[str]) -> list[str]:

@@ -18,6 +18,23 @@ from models.exceptions import CatalogueError
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent / "catalogue" / "catalogue.yaml"
 OUT_OF_SCOPE_FILE = "out_of_scope.yaml"
+SUPPORT_FILE = "support.yaml"
+
+
+class SupportRule(BaseModel):
+    """Which type may fill the extra headcount of an event, and the words that mark one."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    support_type: str
+    markers_zh: list[str] = Field(default_factory=list)
+    markers_en: list[str] = Field(default_factory=list)
+
+    @property
+    def markers(self) -> list[str]:
+        return [*self.markers_zh, *self.markers_en]
+
+
 Kind = Literal["party_member", "micro_org", "social_worker", "resident"]
 Texts = Annotated[list[str], Field(min_length=1)]
 
@@ -58,6 +75,7 @@ class Catalogue(BaseModel):
     version: str
     types: list[ServiceType]
     out_of_scope: list[str] = Field(default_factory=list)
+    support: SupportRule | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalogue:
@@ -70,6 +88,8 @@ class Catalogue(BaseModel):
             unknown = [n for n in service.near if n not in known]
             if unknown:
                 raise ValueError(f"{service.id}: near names unknown types {unknown}")
+        if self.support is not None and self.support.support_type not in known:
+            raise ValueError(f"support names unknown type {self.support.support_type}")
         return self
 
     @cached_property
@@ -88,13 +108,16 @@ class Catalogue(BaseModel):
 
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
-    """The catalogue file, plus ``out_of_scope.yaml`` beside it when present."""
+    """The catalogue file, plus ``out_of_scope.yaml`` and ``support.yaml`` beside it."""
     source = path or DEFAULT_CATALOGUE
     data = _read_yaml(source)
     beside = source.parent / OUT_OF_SCOPE_FILE
     if beside.exists() and isinstance(data, dict):
         extra = _read_yaml(beside)
         data["out_of_scope"] = [*extra.get("examples_zh", []), *extra.get("examples_en", [])]
+    support = source.parent / SUPPORT_FILE
+    if support.exists() and isinstance(data, dict):
+        data["support"] = _read_yaml(support)
     try:
         return Catalogue.model_validate(data)
     except ValidationError as exc:

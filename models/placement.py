@@ -33,7 +33,7 @@ from models.catalogue import Catalogue, ServiceType
 from models.embedders import Embedder
 from models.exceptions import ModelsError
 
-PLACER_VERSION = "2"
+PLACER_VERSION = "3"
 # Needs that no volunteer can serve (bus routes, lifts, heating supply) are learned as a
 # class of their own, so they are answered honestly instead of going to the nearest trade.
 OUT_OF_SCOPE = "_out_of_scope"
@@ -44,15 +44,16 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class PlacementConfig:
-    need_threshold: float = 0.30
-    second_type_threshold: float = 0.55
-    volunteer_threshold: float = 0.40
+    need_threshold: float = 0.05
+    second_type_threshold: float = 0.30
+    volunteer_threshold: float = 0.30
     weight_classifier: float = 0.55
     weight_keywords: float = 0.30
     weight_embedding: float = 0.15
     embedding_temperature: float = 0.03
     classifier_temperature: float = 0.15
     classifier_c: float = 0.5
+    support_confidence: float = 0.5
 
     def digest(self) -> str:
         return hashlib.sha256(repr(self).encode()).hexdigest()[:6]
@@ -110,6 +111,7 @@ class CataloguePlacer:
         self.embedder = embedder
         self.config = config or PlacementConfig()
         self._keywords = _compile_keywords(catalogue.types)
+        self._event_markers = _event_markers(catalogue)
         self._need_side: _Side | None = None
         self._volunteer_side: _Side | None = None
         self._need_cache: dict[str, NeedPlacement] = {}
@@ -199,7 +201,19 @@ class CataloguePlacer:
     def predict_needs(self, texts: Sequence[str]) -> list[NeedPlacement]:
         scores = self.type_scores(texts, side="need")
         classes = self._side("need").classes
-        return [self._need_placement(row, classes) for row in scores]
+        placements = [self._need_placement(row, classes) for row in scores]
+        return [self._with_support(p, t) for p, t in zip(placements, texts, strict=True)]
+
+    def _with_support(self, placement: NeedPlacement, text: str) -> NeedPlacement:
+        rule = self.catalogue.support
+        if rule is None or not placement.types or self._event_markers is None:
+            return placement
+        if any(t == rule.support_type for t, _ in placement.types):
+            return placement
+        if not self._event_markers.search(normalise(text)):
+            return placement
+        confidence = _round(placement.types[0][1] * self.config.support_confidence)
+        return NeedPlacement(placement.types, ((rule.support_type, confidence),))
 
     def _need_placement(self, row: FloatArray, classes: Sequence[str]) -> NeedPlacement:
         order = np.argsort(-row, kind="stable")
@@ -295,6 +309,16 @@ def _compile_keywords(types: Sequence[ServiceType]) -> _Lexicon:
         buckets.setdefault(word[:2], []).append((word, service_type))
     latin = {w: re.compile(rf"\b{re.escape(w)}\b") for w in type_of if w.isascii()}
     return _Lexicon(buckets, latin)
+
+
+def _event_markers(catalogue: Catalogue) -> re.Pattern[str] | None:
+    if catalogue.support is None or not catalogue.support.markers:
+        return None
+    words = sorted(
+        {normalise(m) for m in catalogue.support.markers if m.strip()}, key=len, reverse=True
+    )
+    parts = [rf"\b{re.escape(w)}\b" if w.isascii() else re.escape(w) for w in words]
+    return re.compile("|".join(parts))
 
 
 def _softmax(scores: FloatArray, temperature: float) -> FloatArray:

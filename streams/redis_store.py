@@ -178,6 +178,7 @@ def encode_need(record: NeedRecord) -> str:
             "posted_at": _dt(record.posted_at),
             "posted_event_id": record.posted_event_id,
             "types": [[t, c] for t, c in record.types],
+            "support": [[t, c] for t, c in record.support],
             "cancelled": record.cancelled,
             "declined_by": sorted(record.declined_by),  # sorted: same record, same bytes
             "last_unmatched": list(record.last_unmatched) if record.last_unmatched else None,
@@ -198,6 +199,7 @@ def decode_need(text: str) -> NeedRecord:
         posted_at=_parse_dt(data["posted_at"]),
         posted_event_id=data["posted_event_id"],
         types=tuple((t, c) for t, c in data["types"]),
+        support=tuple((t, c) for t, c in data.get("support", ())),
         cancelled=data["cancelled"],
         declined_by=frozenset(data["declined_by"]),
         last_unmatched=(last[0], last[1], last[2]) if last is not None else None,
@@ -776,7 +778,7 @@ def _index_keys(record: VolunteerRecord) -> list[IndexKey]:
 
 
 def _pending_keys(need: NeedRecord) -> list[IndexKey]:
-    return [(need.community, t) for t, _ in need.types]
+    return [(need.community, t) for t in need.wanted_types]
 
 
 class SwitchableStore:

@@ -1,0 +1,78 @@
+"""The catalogue placer: real catalogue, real scikit-learn, no fakes."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.catalogue import load_catalogue
+from models.exceptions import CatalogueError
+from models.placement import CataloguePlacer, split_clauses
+
+
+@pytest.fixture(scope="module")
+def placer() -> CataloguePlacer:
+    return CataloguePlacer(load_catalogue()).fit()
+
+
+def test_catalogue_has_the_agreed_types() -> None:
+    catalogue = load_catalogue()
+    assert len(catalogue.types) >= 60
+    assert {"health.ent", "repair.electrical", "tutor.math", "lang.english"} <= set(catalogue.ids)
+    assert catalogue.out_of_scope
+    assert catalogue.support is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("孩子吃鱼被鱼刺卡住了，咽不下去", "health.ent"),
+        ("厨房的灯一开就跳闸，整个屋都黑了", "repair.electrical"),
+        ("My son keeps failing his algebra homework", "tutor.math"),
+        ("The pipe under the sink is leaking everywhere", "repair.plumbing"),
+    ],
+)
+def test_needs_land_in_their_type(placer: CataloguePlacer, text: str, expected: str) -> None:
+    assert placer.place_need(text).top == expected
+
+
+def test_out_of_scope_need_is_not_placed(placer: CataloguePlacer) -> None:
+    assert placer.place_need("公交车站挪远了，要求公交公司改回原来的线路").top is None
+
+
+def test_talk_with_helpers_gets_organisers_as_support(placer: CataloguePlacer) -> None:
+    placement = placer.place_need("想请消防员来社区讲座，讲讲冬天用电防火，再要两个人布置会场")
+    assert placement.top == "safety.fire"
+    assert [t for t, _ in placement.support] == ["events.organising"]
+
+
+def test_volunteer_with_two_skills_gets_both(placer: CataloguePlacer) -> None:
+    types = placer.place_volunteer("持证电工，也会修水管和马桶")
+    assert {"repair.electrical", "repair.plumbing"} <= set(types)
+
+
+def test_placement_is_cached_and_batched(placer: CataloguePlacer) -> None:
+    texts = ["牙疼了三天", "Need help filling in my pension form online"]
+    placer.prepare(texts, ["退休中学数学老师"])
+    assert placer.place_need(texts[0]) is placer.place_need(texts[0])
+
+
+def test_version_names_catalogue_and_config(placer: CataloguePlacer) -> None:
+    assert placer.version.startswith("placer3-cat")
+
+
+def test_split_clauses() -> None:
+    assert split_clauses("电工，会修水管; also plumbing and tiling") == [
+        "电工",
+        "会修水管",
+        "also plumbing",
+        "tiling",
+    ]
+
+
+def test_broken_catalogue_says_where(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "catalogue.yaml"
+    path.write_text("version: '1'\ntypes:\n  - id: Bad Id\n", encoding="utf-8")
+    with pytest.raises(CatalogueError, match="types.0"):
+        load_catalogue(path)
