@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from models.catalogue import load_catalogue
@@ -69,10 +71,8 @@ def test_split_clauses() -> None:
     ]
 
 
-def test_broken_catalogue_says_where(tmp_path: object) -> None:
-    from pathlib import Path
-
-    path = Path(str(tmp_path)) / "catalogue.yaml"
+def test_broken_catalogue_says_where(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.yaml"
     path.write_text("version: '1'\ntypes:\n  - id: Bad Id\n", encoding="utf-8")
-    with pytest.raises(CatalogueError, match="types.0"):
+    with pytest.raises(CatalogueError, match=r"types\.0"):
         load_catalogue(path)
