@@ -22,7 +22,13 @@ def _window(rng: random.Random, hours: tuple[int, int]) -> tuple[datetime, datet
 
 
 def synthetic_week(
-    catalogue: Catalogue, *, volunteers: int, needs: int, communities: int = 20, seed: int = 7
+    catalogue: Catalogue,
+    *,
+    volunteers: int,
+    needs: int,
+    communities: int = 20,
+    seed: int = 7,
+    prefix: str = "",
 ) -> list[bytes]:
     """Volunteer events first (the Sunday before), then needs in time order."""
     rng = random.Random(seed)
@@ -38,8 +44,8 @@ def synthetic_week(
             _dump(
                 {
                     "type": "volunteer.available",
-                    "event_id": f"bv{i}",
-                    "volunteer_id": f"v{i}",
+                    "event_id": f"{prefix}bv{i}",
+                    "volunteer_id": f"{prefix}v{i}",
                     "occurred_at": _iso(posted + timedelta(seconds=i)),
                     "skills": skills[:2000],
                     "community": community,
@@ -56,8 +62,8 @@ def synthetic_week(
             _dump(
                 {
                     "type": "need.posted",
-                    "event_id": f"bn{i}",
-                    "need_id": f"n{i}",
+                    "event_id": f"{prefix}bn{i}",
+                    "need_id": f"{prefix}n{i}",
                     "occurred_at": _iso(posted + timedelta(hours=12, seconds=i)),
                     "community": f"社区{rng.randrange(communities):02d}",
                     "text": rng.choice(service.need_examples),

@@ -4,6 +4,7 @@ Commands:
   replay INPUT.jsonl --out OUTPUT.jsonl   every event the service would publish, in order
   demo [INPUT.jsonl]                      replay a sample week and print readable tables
   evaluate INPUT.jsonl LABELS.json        booking precision/recall against labels
+  recruit OUTPUT.jsonl                    services most asked for and missing, per community
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from matcher.settings import Settings
@@ -62,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("input", type=Path)
     evaluate.add_argument("labels", type=Path)
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    recruit = sub.add_parser(
+        "recruit",
+        help="which services were asked for and missing, per community (from outputs)",
+        description="Read the events the service published (a replay --out file or a dump of "
+        "the needs-unmatched topic) and list, per community, the catalogue service types "
+        "whose needs stayed unmatched for lack of anyone with that skill: whom to recruit.",
+    )
+    recruit.add_argument("outputs", type=Path, help="output events, JSONL")
+    recruit.add_argument("--since", type=datetime.fromisoformat, help="RFC 3339, inclusive")
+    recruit.add_argument("--until", type=datetime.fromisoformat, help="RFC 3339, exclusive")
     return parser
 
 
@@ -83,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands.run_replay(settings, args.input, args.out, progress=args.progress)
     if args.command == "demo":
         return commands.run_demo(settings, args.input)
+    if args.command == "recruit":
+        return commands.run_recruit(settings, args.outputs, args.since, args.until)
     return commands.run_evaluate(settings, args.input, args.labels, as_json=args.json)
 
 

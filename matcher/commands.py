@@ -6,6 +6,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -112,4 +113,17 @@ def run_evaluate(settings: Settings, source: Path, labels_path: Path, *, as_json
             print(f"  wrong  {need} -> {volunteer}")
         for need, volunteer in report.missed:
             print(f"  missed {need} -> {volunteer}")
+    return 0
+
+
+def run_recruit(
+    settings: Settings, outputs: Path, since: datetime | None, until: datetime | None
+) -> int:
+    from matcher.recruit import print_shortages, shortages
+    from models.catalogue import load_catalogue
+
+    catalogue = load_catalogue(settings.model.catalogue_path)
+    names = {t.id: f"{t.name_zh} / {t.name_en}" for t in catalogue.types}
+    lines = outputs.read_text(encoding="utf-8").splitlines()
+    print_shortages(shortages(lines, since=since, until=until), names, sys.stdout)
     return 0

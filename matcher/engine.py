@@ -440,6 +440,7 @@ class Engine:
                 reason=reason,
                 pending=pending,
                 service_type=need.types[0][0] if need.types else None,
+                community=need.community,
             )
         ]
 

@@ -174,6 +174,9 @@ class NeedUnmatched(OutputBase):
     service_type: str | None = Field(
         default=None, description="optional: catalogue id of the service nobody could provide"
     )
+    community: str | None = Field(
+        default=None, description="optional: the need's community, for recruiting reports"
+    )
 
 
 class RecordSource(BaseModel):
