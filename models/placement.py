@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
@@ -73,6 +74,19 @@ class _Side:
 
     pipeline: Pipeline
     classes: list[str]
+    # The fitted pieces, used directly: the Pipeline/FeatureUnion path costs ~15 ms of
+    # joblib and validation overhead per call, which dominates when the live worker
+    # places one text at a time.
+    vectorizers: list[TfidfVectorizer] = field(default_factory=list)
+    coef: FloatArray | None = None
+    intercept: FloatArray | None = None
+
+    def decision(self, texts: Sequence[str]) -> FloatArray:
+        features = sparse.hstack([v.transform(texts) for v in self.vectorizers], format="csr")
+        assert self.intercept is not None
+        assert self.coef is not None
+        result: FloatArray = np.asarray(features @ self.coef) + self.intercept
+        return result
     example_types: list[int] = field(default_factory=list)
     example_vectors: npt.NDArray[np.float32] | None = None
 
@@ -148,7 +162,15 @@ class CataloguePlacer:
         pipeline = _make_pipeline(self.config.classifier_c)
         pipeline.fit(texts, labels)
         classes = [str(c) for c in pipeline.classes_]
-        side = _Side(pipeline, classes)
+        union: FeatureUnion = pipeline.named_steps["features"]
+        svm: LinearSVC = pipeline.named_steps["clf"]
+        side = _Side(
+            pipeline,
+            classes,
+            vectorizers=[v for _, v in union.transformer_list],
+            coef=np.ascontiguousarray(svm.coef_.T),  # (features, classes), dense
+            intercept=np.asarray(svm.intercept_, dtype=np.float64),
+        )
         if self.embedder is not None:
             index = {c: i for i, c in enumerate(classes)}
             side.example_types = [index[t] for t in labels]
@@ -164,7 +186,7 @@ class CataloguePlacer:
         if not normalised:
             return np.zeros((0, len(placed.classes)))
         cfg = self.config
-        probs = _softmax(placed.pipeline.decision_function(normalised), cfg.classifier_temperature)
+        probs = _softmax(placed.decision(normalised), cfg.classifier_temperature)
         keyword = self._keyword_hits(normalised, placed.classes)
         fused = cfg.weight_classifier * probs + cfg.weight_keywords * keyword
         if placed.example_vectors is not None and self.embedder is not None:
