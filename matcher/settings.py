@@ -36,6 +36,12 @@ class RedisSettings(_Group):
     key_prefix: str = "volmatch"
 
 
+class OpsSettings(_Group):
+    host: str = "127.0.0.1"
+    port: int = 8088  # /metrics, /healthz, /readyz; 0 turns the endpoints off
+    lag_interval_s: float = 15.0
+
+
 class ModelSettings(_Group):
     embedder: EmbedderBackend = "tfidf"
     model_path: Path | None = None
@@ -54,4 +60,5 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
     log_level: str = "INFO"

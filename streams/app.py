@@ -34,6 +34,7 @@ class WorkerHooks:
     """Callbacks for metrics and tests; each gets the outputs of one record."""
 
     on_record: Callable[[str, list[Outgoing], float], None] | None = None
+    on_transient: Callable[[], None] | None = None
 
 
 def build_app(
@@ -103,6 +104,8 @@ class _Worker:
                 return await asyncio.to_thread(self._processor.process, raw, key, source)
             except Exception as exc:  # nothing may escape the agent's loop
                 if getattr(exc, "transient", False):
+                    if self._hooks.on_transient is not None:
+                        self._hooks.on_transient()
                     log.warning(
                         "transient failure at %s, retrying in %.1fs: %s", _where(source), delay, exc
                     )

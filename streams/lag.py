@@ -61,3 +61,25 @@ def print_lag(rows: Sequence[PartitionLag], out: IO[str]) -> None:
             f"{current:>15} {row.log_end:>15} {row.lag:>6}\n"
         )
     out.write(f"total lag: {sum(r.lag for r in rows)}\n")
+
+
+def oldest_unconsumed_age_s(
+    bootstrap: str, rows: Sequence[PartitionLag], now_ms: int
+) -> dict[tuple[str, int], float]:
+    """Seconds since the oldest record not yet consumed was written, per lagging partition."""
+    lagging = [r for r in rows if r.lag > 0]
+    if not lagging:
+        return {}
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    ages: dict[tuple[str, int], float] = {}
+    try:
+        for row in lagging:
+            tp = TopicPartition(row.topic, row.partition)
+            consumer.assign([tp])
+            consumer.seek(tp, row.committed or 0)
+            records = consumer.poll(timeout_ms=2000, max_records=1).get(tp, [])
+            if records:
+                ages[(row.topic, row.partition)] = max(0.0, (now_ms - records[0].timestamp) / 1000)
+    finally:
+        consumer.close()
+    return ages

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from matcher.settings import Settings
 from streams.app import WorkerHooks, build_app
 from streams.infra import create_topics, wait_for_kafka
+from streams.lag import consumer_lag, oldest_unconsumed_age_s
+from streams.ops import Metrics, Readiness, ops_app, serve
 from streams.processor import RecordProcessor
 from streams.redis_store import RedisStore
 from streams.topics import TopicNames
@@ -34,10 +39,9 @@ def ensure_topics(settings: Settings) -> list[str]:
     return create_topics(kafka.bootstrap_servers, wanted)
 
 
-def build_processor(settings: Settings) -> RecordProcessor:
+def build_processor(settings: Settings, client: redis.Redis) -> RecordProcessor:
     from models.factory import build_skill_model
 
-    client = redis.Redis.from_url(settings.redis.url)
     store = RedisStore(client, settings.redis.key_prefix)
     skills = build_skill_model(settings.model)
     return RecordProcessor(store, skills, topics_of(settings))
@@ -60,14 +64,55 @@ def _ready_worker_class() -> type:
     return ReadyWorker
 
 
-def run_worker(settings: Settings, *, datadir: Path, hooks: WorkerHooks | None = None) -> None:
+def run_worker(settings: Settings, *, datadir: Path) -> None:
     """Run until SIGTERM/SIGINT; mode's worker stops the app gracefully on either."""
     wait_for_kafka(settings.kafka.bootstrap_servers, 60.0)
     created = ensure_topics(settings)
     if created:
         log.info("created topics %s", ", ".join(created))
-    processor = build_processor(settings)
+    client = redis.Redis.from_url(settings.redis.url)
+    processor = build_processor(settings, client)
     log.info("matcher %s ready", processor.matcher_version)
+    metrics = Metrics()
+    hooks = WorkerHooks(on_record=metrics.record, on_transient=metrics.transient_errors.inc)
     app = build_app(settings.kafka, topics_of(settings), processor, datadir=datadir, hooks=hooks)
+    if settings.ops.port:
+        _add_ops(app, settings, metrics, client)
     worker = _ready_worker_class()(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
+
+
+def _add_ops(app: Any, settings: Settings, metrics: Metrics, client: redis.Redis) -> None:
+    """Metrics and health endpoints, and a periodic lag query for the lag gauges."""
+    bootstrap, group = settings.kafka.bootstrap_servers, settings.kafka.group_id
+    inputs = topics_of(settings).inputs
+
+    def redis_problem() -> str | None:
+        return None if client.ping() else "Redis did not answer PING"
+
+    def kafka_problem() -> str | None:
+        if metrics.broker_reachable:
+            return None
+        return "the broker did not answer the last lag query"
+
+    readiness = Readiness({"redis": redis_problem, "kafka": kafka_problem})
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_ops() -> None:
+        try:
+            await serve(ops_app(metrics, readiness), settings.ops.host, settings.ops.port)
+        except OSError as exc:  # a taken port must not take the matching down with it
+            log.error("ops endpoints not started on port %d: %s", settings.ops.port, exc)
+
+    @app.timer(interval=settings.ops.lag_interval_s)  # type: ignore[untyped-decorator]
+    async def refresh_lag() -> None:
+        try:
+            rows = await asyncio.to_thread(consumer_lag, bootstrap, group, inputs)
+            now_ms = int(time.time() * 1000)
+            ages = await asyncio.to_thread(oldest_unconsumed_age_s, bootstrap, rows, now_ms)
+        except Exception as exc:  # the broker being away is what this gauge reports
+            log.warning("lag query failed: %s", exc)
+            metrics.set_broker_reachable(False)
+            return
+        metrics.set_lag(rows, ages)
+        metrics.set_broker_reachable(True)

@@ -128,8 +128,9 @@ class LiveSetup:
 class Worker:
     """``python -m streams worker`` as a child process; its log goes to a file."""
 
-    def __init__(self, setup: LiveSetup, name: str = "w1") -> None:
+    def __init__(self, setup: LiveSetup, name: str = "w1", *, ops_port: int = 0) -> None:
         self.setup = setup
+        self.ops_port = ops_port
         self.log_path = setup.workdir / f"{name}.log"
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -142,7 +143,12 @@ class Worker:
                 str(setup.workdir / f"faust-{name}"),
             ],
             cwd=ROOT,
-            env=setup.env(),
+            # Port 0 turns the ops endpoints off, so several workers never collide.
+            env={
+                **setup.env(),
+                "VOLMATCH_OPS__PORT": str(ops_port),
+                "VOLMATCH_OPS__LAG_INTERVAL_S": "2",
+            },
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

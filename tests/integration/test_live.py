@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,11 +38,11 @@ def replay_lines(lines: list[bytes]) -> list[str]:
 
 
 @pytest.fixture
-def setup(services: Services, tmp_path: Path, redis_client: object) -> Iterator[LiveSetup]:
+def setup(services: Services, tmp_path: Path, redis_client: object) -> LiveSetup:
     url = f"{services.redis_url.rstrip('/').rsplit('/', 1)[0]}/0"
     live = LiveSetup(services.kafka_bootstrap, url, tmp_path, needs_partitions=1)
     live.create_topics()
-    yield live
+    return live
 
 
 def test_live_output_equals_replay(setup: LiveSetup) -> None:
@@ -101,3 +100,36 @@ def test_malformed_records_are_dead_lettered_and_the_worker_goes_on(setup: LiveS
     everything = b"\n".join(outputs) + worker.log().encode()
     assert b"13800001111" not in everything
     assert any(b'"assignment.proposed"' in o for o in outputs)
+
+
+def test_ops_endpoints_report_health_and_lag(setup: LiveSetup) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    worker = Worker(setup, ops_port=port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        worker.wait_ready()
+        setup.produce(by_phase(SAMPLE.read_bytes()))
+        setup.wait_caught_up()
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
+            assert response.status == 200
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            if "kafka_consumergroup_lag{" in text and "volmatch_up 1.0" in text:
+                break
+            time.sleep(1)
+        assert "volmatch_assignments_proposed_total" in text
+        assert f'kafka_consumergroup_lag{{consumergroup="{setup.group}"' in text
+        assert "volmatch_up 1.0" in text
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+            assert json.loads(response.read())["ready"] is True
+    finally:
+        worker.stop()
