@@ -55,22 +55,45 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 12, 7, tzinfo=BEIJING) + timedelta(days=day, hours=hour, minutes=minute)
 
 
-def vol(vid: str, *, skills: dict[str, float] | None = None, served: tuple[str, ...] = ("c1",),
-        cap: float = 240.0, withdrawn: bool = False) -> VolunteerRecord:
+def vol(
+    vid: str,
+    *,
+    skills: dict[str, float] | None = None,
+    served: tuple[str, ...] = ("c1",),
+    cap: float = 240.0,
+    withdrawn: bool = False,
+) -> VolunteerRecord:
     return VolunteerRecord(
-        volunteer_id=vid, kind="resident", community=served[0], served=served,
-        availability=((at(0, 8), at(0, 20)), (at(1, 8), at(1, 20))), cap_minutes=cap,
-        skills=skills if skills is not None else {"repair.electrical": 0.8}, withdrawn=withdrawn,
+        volunteer_id=vid,
+        kind="resident",
+        community=served[0],
+        served=served,
+        availability=((at(0, 8), at(0, 20)), (at(1, 8), at(1, 20))),
+        cap_minutes=cap,
+        skills=skills if skills is not None else {"repair.electrical": 0.8},
+        withdrawn=withdrawn,
     )
 
 
-def need_rec(nid: str, *, urgency: str = "normal", posted: datetime | None = None,
-             types: tuple[str, ...] = ("repair.electrical",), community: str = "c1",
-             window: tuple[datetime, datetime] | None = None, duration: int = 60) -> NeedRecord:
+def need_rec(
+    nid: str,
+    *,
+    urgency: str = "normal",
+    posted: datetime | None = None,
+    types: tuple[str, ...] = ("repair.electrical",),
+    community: str = "c1",
+    window: tuple[datetime, datetime] | None = None,
+    duration: int = 60,
+) -> NeedRecord:
     return NeedRecord(
-        need_id=nid, community=community, window=window or (at(0, 9), at(0, 12)),
-        duration_minutes=duration, headcount=1, urgency=urgency,
-        posted_at=posted or at(-1, 12), posted_event_id=f"ev-{nid}",
+        need_id=nid,
+        community=community,
+        window=window or (at(0, 9), at(0, 12)),
+        duration_minutes=duration,
+        headcount=1,
+        urgency=urgency,
+        posted_at=posted or at(-1, 12),
+        posted_event_id=f"ev-{nid}",
         types=tuple((t, 0.9) for t in types),
     )
 
@@ -92,8 +115,9 @@ def client_like(client: redis.Redis) -> redis.Redis:
 # --- serialisation ------------------------------------------------------------------------
 
 ZONES = [BEIJING, UTC, timezone(timedelta(hours=-5, minutes=-30)), timezone(timedelta(hours=14))]
-aware = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1),
-                     timezones=st.sampled_from(ZONES)).map(lambda d: d.replace(fold=0))
+aware = st.datetimes(
+    min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.sampled_from(ZONES)
+).map(lambda d: d.replace(fold=0))
 # (fold means nothing with a fixed offset and ISO 8601 cannot carry it.)
 names = st.text(min_size=0, max_size=12)
 
@@ -120,34 +144,77 @@ def same_times(a: object, b: object) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(names, names, st.lists(names, max_size=3), st.lists(st.tuples(aware, aware), max_size=3),
-       st.floats(min_value=0.01, max_value=1e6),
-       st.dictionaries(names, st.floats(0, 1), max_size=3), st.booleans())
-def test_volunteer_round_trip(vid: str, community: str, served: list[str],
-                              windows: list[tuple[datetime, datetime]], cap: float,
-                              skills: dict[str, float], withdrawn: bool) -> None:
-    record = VolunteerRecord(vid, "micro_org", community, tuple(served), tuple(windows), cap,
-                             skills, withdrawn)
+@given(
+    names,
+    names,
+    st.lists(names, max_size=3),
+    st.lists(st.tuples(aware, aware), max_size=3),
+    st.floats(min_value=0.01, max_value=1e6),
+    st.dictionaries(names, st.floats(0, 1), max_size=3),
+    st.booleans(),
+)
+def test_volunteer_round_trip(
+    vid: str,
+    community: str,
+    served: list[str],
+    windows: list[tuple[datetime, datetime]],
+    cap: float,
+    skills: dict[str, float],
+    withdrawn: bool,
+) -> None:
+    record = VolunteerRecord(
+        vid, "micro_org", community, tuple(served), tuple(windows), cap, skills, withdrawn
+    )
     same_times(decode_volunteer(encode_volunteer(record)), record)
 
 
 @settings(max_examples=200, deadline=None)
-@given(names, aware, aware, st.integers(15, 1440),
-       st.lists(st.tuples(names, st.floats(0, 1)), max_size=3), st.frozensets(names, max_size=3),
-       st.none() | st.tuples(st.integers(1, 20), names, st.booleans()), st.booleans())
-def test_need_round_trip(nid: str, start: datetime, posted: datetime, duration: int,
-                         types: list[tuple[str, float]], declined: frozenset[str],
-                         last: tuple[int, str, bool] | None, cancelled: bool) -> None:
-    record = NeedRecord(nid, "社区", (start, start + timedelta(hours=3)), duration, 2, "high",
-                        posted, "e-1", tuple(types), cancelled, declined, last)
+@given(
+    names,
+    aware,
+    aware,
+    st.integers(15, 1440),
+    st.lists(st.tuples(names, st.floats(0, 1)), max_size=3),
+    st.frozensets(names, max_size=3),
+    st.none() | st.tuples(st.integers(1, 20), names, st.booleans()),
+    st.booleans(),
+)
+def test_need_round_trip(
+    nid: str,
+    start: datetime,
+    posted: datetime,
+    duration: int,
+    types: list[tuple[str, float]],
+    declined: frozenset[str],
+    last: tuple[int, str, bool] | None,
+    cancelled: bool,
+) -> None:
+    record = NeedRecord(
+        nid,
+        "社区",
+        (start, start + timedelta(hours=3)),
+        duration,
+        2,
+        "high",
+        posted,
+        "e-1",
+        tuple(types),
+        cancelled,
+        declined,
+        last,
+    )
     decoded = decode_need(encode_need(record))
     same_times(decoded, record)
     assert encode_need(decoded) == encode_need(record)  # same record, same bytes
 
 
 @settings(max_examples=100, deadline=None)
-@given(names, aware, st.sampled_from(["active", "accepted", "completed", "cancelled", "declined"]),
-       st.none() | st.integers(1, 5))
+@given(
+    names,
+    aware,
+    st.sampled_from(["active", "accepted", "completed", "cancelled", "declined"]),
+    st.none() | st.integers(1, 5),
+)
 def test_booking_round_trip(aid: str, start: datetime, status: Any, rating: int | None) -> None:
     record = Booking(aid, "n", "v", start, start + timedelta(minutes=45), status, rating)
     same_times(decode_booking(encode_booking(record)), record)
@@ -220,8 +287,12 @@ def test_contract_needs_and_seen(harness: Harness) -> None:
     harness.step()
     assert s.seen("e-1")
     assert s.need("n1") == n1
-    n1b = replace(n1, cancelled=True, declined_by=frozenset({"v2", "v1"}),
-                  last_unmatched=(1, "no_capacity", True))
+    n1b = replace(
+        n1,
+        cancelled=True,
+        declined_by=frozenset({"v2", "v1"}),
+        last_unmatched=(1, "no_capacity", True),
+    )
     s.save_need(n1b)
     harness.step()
     assert s.need("n1") == n1b
@@ -283,7 +354,11 @@ def test_contract_pending_order_and_expiry(harness: Harness) -> None:
     harness.step()
     both = ["repair.electrical", "repair.plumbing"]
     assert s.pending_for("c1", both) == [
-        "n-crit", "n-b", "n-normal-early", "n-normal-late", "n-low"
+        "n-crit",
+        "n-b",
+        "n-normal-early",
+        "n-normal-late",
+        "n-low",
     ]
     assert s.pending_for("c1", ["repair.plumbing"]) == ["n-b", "n-normal-late"]
     assert s.pending_for("c2", both) == ["n-other"]
@@ -332,16 +407,24 @@ def run_memory(lines: list[Line]) -> list[str]:
     return [dump_output(o) for o in replay(lines, engine)]
 
 
-def handle_committed(store: RedisStore, switch: SwitchableStore, engine: Engine,
-                     event: InputEvent, raw: bytes, offset: int) -> list[str]:
+def handle_committed(
+    store: RedisStore,
+    switch: SwitchableStore,
+    engine: Engine,
+    event: InputEvent,
+    raw: bytes,
+    offset: int,
+) -> list[str]:
     """What the worker does: a unit per event, committed with the event's outputs."""
     if store.seen(event.event_id):
         return []  # a duplicate: replay publishes nothing (a worker re-publishes the outbox)
     while True:
         unit = store.begin(event.event_id)
         switch.use(unit)
-        outputs = [dump_output(o) for o in
-                   apply_event(engine, event, raw, topic="replay", partition=0, offset=offset)]
+        outputs = [
+            dump_output(o)
+            for o in apply_event(engine, event, raw, topic="replay", partition=0, offset=offset)
+        ]
         if unit.commit(outputs):
             return outputs
 
@@ -355,8 +438,11 @@ def run_redis(client: redis.Redis, lines: list[Line]) -> list[str]:
         try:
             event = parse_input(ln.raw)
         except InvalidEventError as exc:
-            out.append(dump_output(reject(exc.message, ln.raw, topic="replay", partition=0,
-                                          offset=ln.number)))
+            out.append(
+                dump_output(
+                    reject(exc.message, ln.raw, topic="replay", partition=0, offset=ln.number)
+                )
+            )
             continue
         duplicate = store.seen(event.event_id)
         outputs = handle_committed(store, switch, engine, event, ln.raw, ln.number)
@@ -366,19 +452,24 @@ def run_redis(client: redis.Redis, lines: list[Line]) -> list[str]:
 
 
 @integration
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(weeks())
-def test_engine_outputs_identical_on_redis(redis_client: redis.Redis,
-                                           events: list[dict[str, Any]]) -> None:
+def test_engine_outputs_identical_on_redis(
+    redis_client: redis.Redis, events: list[dict[str, Any]]
+) -> None:
     lines = [Line(i, line(e)) for i, e in enumerate(events)]
     assert run_redis(redis_client, lines) == run_memory(lines)
 
 
 @integration
 def test_engine_outputs_identical_on_dev_week(redis_client: redis.Redis) -> None:
-    lines = [Line(i, raw) for i, raw in enumerate(DEV_WEEK.read_bytes().splitlines())
-             if raw.strip()]
+    lines = [
+        Line(i, raw) for i, raw in enumerate(DEV_WEEK.read_bytes().splitlines()) if raw.strip()
+    ]
     expected = run_memory(lines)
     assert any('"assignment.proposed"' in o for o in expected)
     assert run_redis(redis_client, lines) == expected
@@ -432,8 +523,9 @@ def seed_volunteer(client: redis.Redis, prefix: str, record: VolunteerRecord) ->
     ("second_start", "cap", "why"),
     [(at(0, 9, 30), 240.0, "overlap"), (at(1, 9), 90.0, "cap")],
 )
-def test_racing_bookings_one_wins(redis_client: redis.Redis, second_start: datetime,
-                                  cap: float, why: str) -> None:
+def test_racing_bookings_one_wins(
+    redis_client: redis.Redis, second_start: datetime, cap: float, why: str
+) -> None:
     seed_volunteer(redis_client, "race", vol("v1", cap=cap))
     clients = [client_like(redis_client) for _ in range(2)]
     stores = [RedisStore(c, "race") for c in clients]
@@ -460,14 +552,21 @@ def test_racing_bookings_one_wins(redis_client: redis.Redis, second_start: datet
 def test_racing_engines_keep_the_rules(redis_client: redis.Redis) -> None:
     """Two workers handle two needs for the one fitting volunteer at the same moment."""
     model = KeywordSkillModel(DEFAULT_KEYWORDS)
-    v_raw = line(volunteer_event("v1", windows=[(dev_time(0, 8), dev_time(0, 20))],
-                                 max_hours_per_week=1))
+    v_raw = line(
+        volunteer_event("v1", windows=[(dev_time(0, 8), dev_time(0, 20))], max_hours_per_week=1)
+    )
     n_raws = [line(need_event(f"n{i}", window=(dev_time(0, 9), dev_time(0, 11)))) for i in range(2)]
     events = [parse_input(r) for r in [v_raw, *n_raws]]
     prefix = "race-engine"
     setup_switch = SwitchableStore()
-    handle_committed(RedisStore(redis_client, prefix), setup_switch,
-                     Engine(setup_switch, model), events[0], v_raw, 0)
+    handle_committed(
+        RedisStore(redis_client, prefix),
+        setup_switch,
+        Engine(setup_switch, model),
+        events[0],
+        v_raw,
+        0,
+    )
 
     committed: list[tuple[InputEvent, list[OutputEvent]]] = [(events[0], [])]
     lock = threading.Lock()
@@ -508,11 +607,24 @@ def test_racing_engines_keep_the_rules(redis_client: redis.Redis) -> None:
 def test_many_racing_workers_never_break_a_rule(redis_client: redis.Redis) -> None:
     model = KeywordSkillModel(DEFAULT_KEYWORDS)
     prefix = "stress"
-    vol_raws = [line(volunteer_event(f"v{i}", windows=[(dev_time(0, 8), dev_time(0, 18))],
-                                     max_hours_per_week=3)) for i in range(3)]
-    need_raws = [line(need_event(f"n{i:02d}", headcount=1 + i % 2,
-                                 window=(dev_time(0, 8 + i % 6), dev_time(0, 12 + i % 6))))
-                 for i in range(24)]
+    vol_raws = [
+        line(
+            volunteer_event(
+                f"v{i}", windows=[(dev_time(0, 8), dev_time(0, 18))], max_hours_per_week=3
+            )
+        )
+        for i in range(3)
+    ]
+    need_raws = [
+        line(
+            need_event(
+                f"n{i:02d}",
+                headcount=1 + i % 2,
+                window=(dev_time(0, 8 + i % 6), dev_time(0, 12 + i % 6)),
+            )
+        )
+        for i in range(24)
+    ]
     vols = [parse_input(r) for r in vol_raws]
     needs = [parse_input(r) for r in need_raws]
     setup = SwitchableStore()
@@ -655,8 +767,9 @@ def _assert_unavailable(client: redis.Redis) -> None:
 
 @integration
 def test_connection_refused_is_store_unavailable() -> None:
-    client = redis.Redis(port=_free_port(), socket_connect_timeout=0.5, socket_timeout=0.5,
-                         retry=NO_RETRY)
+    client = redis.Redis(
+        port=_free_port(), socket_connect_timeout=0.5, socket_timeout=0.5, retry=NO_RETRY
+    )
     _assert_unavailable(client)
 
 
@@ -666,6 +779,7 @@ def test_silent_server_is_store_unavailable() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
-        client = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.3,
-                             retry=NO_RETRY)
+        client = redis.Redis(
+            port=port, socket_connect_timeout=0.5, socket_timeout=0.3, retry=NO_RETRY
+        )
         _assert_unavailable(client)
