@@ -8,7 +8,7 @@ greedy, first-come matcher.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from matcher.engine import Engine
@@ -32,10 +32,23 @@ class Labels:
     need_types: Mapping[str, Sequence[str]]
     volunteer_types: Mapping[str, Sequence[str]]
     fits: Mapping[str, Sequence[str]]
+    language: Mapping[str, str] = field(default_factory=dict)  # id -> zh | en | mixed
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Labels:
-        return cls(data.get("needs", {}), data.get("volunteers", {}), data.get("fits", {}))
+        return cls(
+            data.get("needs", {}),
+            data.get("volunteers", {}),
+            data.get("fits", {}),
+            data.get("language", {}),
+        )
+
+    def pair_language(self, need_id: str, volunteer_id: str) -> str:
+        """'same' when both texts are in one language, else 'cross' (mixed counts as both)."""
+        a, b = self.language.get(need_id), self.language.get(volunteer_id)
+        if a is None or b is None:
+            return "unknown"
+        return "same" if a == b or "mixed" in (a, b) else "cross"
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,7 @@ class Report:
     violations: list[Violation]
     wrong: list[tuple[str, str]]
     missed: list[tuple[str, str]]
+    by_language: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def precision(self) -> float:
@@ -65,6 +79,7 @@ class Report:
             "violations": len(self.violations),
             "wrong": [f"{n}->{v}" for n, v in self.wrong],
             "missed": [f"{n}->{v}" for n, v in self.missed],
+            "by_language": self.by_language,
         }
 
 
@@ -126,7 +141,29 @@ def evaluate(lines: Sequence[Line], labels: Labels, skills: SkillModel) -> Repor
         violations=check_rules(steps),
         wrong=wrong,
         missed=missed,
+        by_language=_by_language(booked, wrong, oracle, labels) if labels.language else {},
     )
+
+
+def _by_language(
+    booked: list[tuple[str, str]],
+    wrong: list[tuple[str, str]],
+    oracle: list[tuple[str, str]],
+    labels: Labels,
+) -> dict[str, dict[str, float]]:
+    """Precision and recall for same-language and cross-language need-volunteer pairs."""
+    result: dict[str, dict[str, float]] = {}
+    wrong_set = set(wrong)
+    for kind in ("same", "cross"):
+        mine = [p for p in booked if labels.pair_language(*p) == kind]
+        correct = sum(1 for p in mine if p not in wrong_set)
+        best = sum(1 for p in oracle if labels.pair_language(*p) == kind)
+        result[kind] = {
+            "bookings": len(mine),
+            "precision": round(correct / len(mine), 4) if mine else 1.0,
+            "recall": round(min(correct / best, 1.0), 4) if best else 1.0,
+        }
+    return result
 
 
 def _bookings(

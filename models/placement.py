@@ -329,8 +329,14 @@ def _compile_keywords(types: Sequence[ServiceType]) -> _Lexicon:
     buckets: dict[str, list[tuple[str, str]]] = {}
     for word, service_type in type_of.items():
         buckets.setdefault(word[:2], []).append((word, service_type))
-    latin = {w: re.compile(rf"\b{re.escape(w)}\b") for w in type_of if w.isascii()}
+    latin = {w: re.compile(_latin_word(w)) for w in type_of if w.isascii()}
     return _Lexicon(buckets, latin)
+
+
+def _latin_word(word: str) -> str:
+    """A Latin keyword as a whole word. Not \\b: Chinese characters count as word
+    characters there, so "PICC" would never match inside "带着PICC管"."""
+    return rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])"
 
 
 def _event_markers(catalogue: Catalogue) -> re.Pattern[str] | None:
@@ -339,7 +345,7 @@ def _event_markers(catalogue: Catalogue) -> re.Pattern[str] | None:
     words = sorted(
         {normalise(m) for m in catalogue.support.markers if m.strip()}, key=len, reverse=True
     )
-    parts = [rf"\b{re.escape(w)}\b" if w.isascii() else re.escape(w) for w in words]
+    parts = [_latin_word(w) if w.isascii() else re.escape(w) for w in words]
     return re.compile("|".join(parts))
 
 
