@@ -109,6 +109,11 @@ def run_evaluate(settings: Settings, source: Path, labels_path: Path, *, as_json
             f"precision {report.precision:.3f}  recall {report.recall:.3f}  "
             f"rule violations {len(report.violations)}"
         )
+        for kind, row in report.by_language.items():
+            print(
+                f"  {kind}-language pairs: {row['bookings']:.0f} bookings, "
+                f"precision {row['precision']:.3f}, recall {row['recall']:.3f}"
+            )
         for need, volunteer in report.wrong:
             print(f"  wrong  {need} -> {volunteer}")
         for need, volunteer in report.missed:
