@@ -29,6 +29,7 @@ class KafkaSettings(_Group):
     # faust commits acknowledged offsets this often; a crash replays at most this much,
     # which the Redis outbox turns into republished outputs, never second decisions.
     commit_interval_s: float = 1.0
+    session_timeout_s: float = 15.0
 
 
 class RedisSettings(_Group):

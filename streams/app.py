@@ -57,6 +57,10 @@ def build_app(
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=kafka.commit_interval_s,
+        # A worker killed without leaving the group holds its partitions until the session
+        # times out; faust's 60 s default leaves needs waiting a minute after a crash.
+        broker_session_timeout=kafka.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, kafka.session_timeout_s / 3),
         producer_acks=-1,
     )
     source = app.topic(*topics.inputs, key_serializer="raw", value_serializer="raw")
