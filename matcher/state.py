@@ -156,11 +156,9 @@ class InMemoryStore:
         return [self._bookings[a] for a in self._by_need.get(need_id, ())]
 
     def try_book(self, booking: Booking, cap_minutes: float) -> bool:
-        held = [b for b in self.bookings_of_volunteer(booking.volunteer_id) if b.holds]
-        if any(overlaps(booking.start, booking.end, b.start, b.end) for b in held):
-            return False
-        used = weekly_minutes((b.start, b.end) for b in held)
-        if not fits_cap(booking.start, booking.end, used, cap_minutes):
+        if not calendar_allows(
+            booking, self.bookings_of_volunteer(booking.volunteer_id), cap_minutes
+        ):
             return False
         self._bookings[booking.assignment_id] = booking
         self._by_volunteer.setdefault(booking.volunteer_id, []).append(booking.assignment_id)
@@ -204,6 +202,16 @@ def _index_keys(record: VolunteerRecord) -> list[tuple[str, str]]:
     if record.withdrawn:
         return []
     return [(c, t) for c in record.served for t in record.skills]
+
+
+def calendar_allows(booking: Booking, others: Iterable[Booking], cap_minutes: float) -> bool:
+    """Rules 2 and 3 for one new booking: no overlap with the volunteer's bookings that
+    still hold, and the weekly cap kept in every ISO week the slot touches."""
+    held = [b for b in others if b.holds]
+    if any(overlaps(booking.start, booking.end, b.start, b.end) for b in held):
+        return False
+    used = weekly_minutes((b.start, b.end) for b in held)
+    return fits_cap(booking.start, booking.end, used, cap_minutes)
 
 
 def with_status(booking: Booking, status: BookingStatus, rating: int | None = None) -> Booking:

@@ -72,8 +72,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from matcher.exceptions import MatcherError, StoreUnavailableError
-from matcher.state import Booking, NeedRecord, Store, VolunteerRecord
-from matcher.timeslots import Interval, fits_cap, overlaps, weekly_minutes
+from matcher.state import Booking, NeedRecord, Store, VolunteerRecord, calendar_allows
+from matcher.timeslots import Interval
 
 __all__ = [
     "DEFAULT_TTL_S",
@@ -615,11 +615,8 @@ class RedisUnitOfWork:
         """Checks against this unit's snapshot; ``commit`` makes it hold against Redis
         (the volunteer's version must not have moved)."""
         volunteer = self._volunteer_state(booking.volunteer_id)
-        held = [b for b in self.bookings_of_volunteer(booking.volunteer_id) if b.holds]
-        if any(overlaps(booking.start, booking.end, b.start, b.end) for b in held):
-            return False
-        used = weekly_minutes((b.start, b.end) for b in held)
-        if not fits_cap(booking.start, booking.end, used, cap_minutes):
+        mine = self.bookings_of_volunteer(booking.volunteer_id)
+        if not calendar_allows(booking, mine, cap_minutes):
             return False
         need = self._need_state(booking.need_id)
         self._bookings[booking.assignment_id] = booking
