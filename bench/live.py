@@ -16,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from bench.synthetic import synthetic_week
 from models.catalogue import load_catalogue
 from streams.infra import LocalServices, default_cache_dir
-from streams.io import route
+from streams.io import read_to_end, route
 from tests.integration.live import LiveSetup, Worker
 
 
@@ -39,26 +39,12 @@ def _free_ports(n: int) -> list[int]:
 
 def _timestamps(setup: LiveSetup, topic: str) -> dict[str, int]:
     """need_id -> create time (ms) of its first record in ``topic``."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=setup.bootstrap, group_id=None, enable_auto_commit=False
-    )
-    try:
-        parts = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        first: dict[str, int] = {}
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for records in consumer.poll(timeout_ms=500).values():
-                for r in records:
-                    need_id = json.loads(r.value).get("need_id")
-                    if isinstance(need_id, str) and need_id not in first:
-                        first[need_id] = r.timestamp
-        return first
-    finally:
-        consumer.close()
+    first: dict[str, int] = {}
+    for record in read_to_end(setup.bootstrap, topic):
+        need_id = json.loads(record.value).get("need_id")
+        if isinstance(need_id, str) and need_id not in first:
+            first[need_id] = record.timestamp
+    return first
 
 
 def _paced(setup: LiveSetup, lines: list[bytes], rate: float) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas.codec import decode_text
 from streams.topics import TopicNames
@@ -110,3 +111,28 @@ def _summary(obj: dict[str, object]) -> str:
     if kind == "record.rejected":
         return f"{kind:<21} {obj.get('error')} source={obj.get('source')}"
     return json.dumps(obj, ensure_ascii=False)
+
+
+def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
+    """Every record now in ``topic`` (all partitions, up to their end offsets at the start),
+    as kafka-python ``ConsumerRecord``s. Raises TimeoutError if the end is not reached."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end in {timeout_s}s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()

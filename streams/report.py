@@ -6,10 +6,9 @@ import json
 import time
 from typing import IO
 
-from kafka import KafkaConsumer, TopicPartition
-
 from matcher.commands import print_tables
 from schemas.events import OUTPUT_MODELS, OutputEvent
+from streams.io import read_to_end
 from streams.lag import PartitionLag, consumer_lag, print_lag
 from streams.topics import TopicNames
 
@@ -25,27 +24,6 @@ def wait_caught_up(
         time.sleep(1.0)
 
 
-def read_topic(bootstrap: str, topic: str) -> list[bytes]:
-    """Every record now in ``topic``, all partitions, in partition order."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        values: list[bytes] = []
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            for records in consumer.poll(timeout_ms=500).values():
-                values.extend(r.value for r in records if r.value is not None)
-        return values
-    finally:
-        consumer.close()
-
-
 def parse_outputs(values: list[bytes]) -> list[OutputEvent]:
     events: list[OutputEvent] = []
     for value in values:
@@ -59,7 +37,9 @@ def print_report(
     bootstrap: str, group: str, topics: TopicNames, timeout_s: float, out: IO[str]
 ) -> int:
     rows = wait_caught_up(bootstrap, group, topics, timeout_s)
-    events = parse_outputs([v for t in topics.outputs for v in read_topic(bootstrap, t)])
+    events = parse_outputs(
+        [r.value for t in topics.outputs for r in read_to_end(bootstrap, t) if r.value]
+    )
     events.sort(key=lambda e: str(getattr(e, "need_id", "")))
     print_tables(events, out)
     out.write(f"\nConsumer lag of group {group}\n")

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from streams.infra import create_topics
-from streams.io import route
+from streams.io import read_to_end, route
 from streams.lag import consumer_lag
 from streams.topics import TopicNames
 from streams.worker import READY_MARKER
@@ -100,26 +100,7 @@ class LiveSetup:
 
     def read_all(self, topic: str, timeout_s: float = 30.0) -> list[bytes]:
         """Every record in ``topic`` up to its end offsets now, all partitions."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
-        )
-        try:
-            partitions = [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            ends = consumer.end_offsets(partitions)
-            values: list[bytes] = []
-            deadline = time.monotonic() + timeout_s
-            while any(consumer.position(tp) < ends[tp] for tp in partitions):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"could not read {topic} to its end")
-                for records in consumer.poll(timeout_ms=500).values():
-                    values.extend(r.value for r in records)
-            return values
-        finally:
-            consumer.close()
+        return [r.value for r in read_to_end(self.bootstrap, topic, timeout_s)]
 
     def outputs(self) -> list[bytes]:
         return [v for t in self.topics.outputs for v in self.read_all(t)]
