@@ -365,7 +365,15 @@ class Engine:
         load = 1.0 - min(used / volunteer.cap_minutes, 1.0) if volunteer.cap_minutes else 0.0
         weights = self._weights
         score = weights.skill * fit + weights.load * load + weights.time * time_fit
-        reasons = {"skill": _r(fit), "time": _r(time_fit), "load": _r(load)}
+        reasons = {
+            "skill": _r(fit),
+            "time": _r(time_fit),
+            "load": _r(load),
+            # How sure the placement of each text in the service type was: coordinators
+            # see whether a booking rests on a clear request and a clear profile.
+            "need_placement": _r(_confidence(need.types + need.support, service_type)),
+            "volunteer_placement": _r(volunteer.skills.get(service_type, 0.0)),
+        }
         return _Candidate(volunteer, service_type, (start, end), _r(score), reasons)
 
     def _busy(self, volunteer_id: str) -> list[Interval]:
@@ -522,6 +530,10 @@ class Engine:
             volunteer_id=booking.volunteer_id,
             reason=reason,
         )
+
+
+def _confidence(types: tuple[tuple[str, float], ...], service_type: str) -> float:
+    return next((conf for t, conf in types if t == service_type), 0.0)
 
 
 def _bj(moment: datetime) -> datetime:
