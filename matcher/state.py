@@ -44,10 +44,10 @@ class NeedRecord:
     posted_event_id: str
     types: tuple[tuple[str, float], ...]  # ranked service types with confidence
     cancelled: bool = False
-    # Types that may fill the headcount beyond the first person (organisers of a talk).
-    support: tuple[tuple[str, float], ...] = ()
     declined_by: frozenset[str] = frozenset()
     last_unmatched: tuple[int, str, bool] | None = None
+    # Types that may fill the headcount beyond the first person (organisers of a talk).
+    support: tuple[tuple[str, float], ...] = ()
 
     @property
     def latest_start(self) -> datetime:

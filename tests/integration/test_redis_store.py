@@ -202,8 +202,10 @@ def test_need_round_trip(
         cancelled,
         declined,
         last,
+        support=tuple(types[:1]),
     )
     decoded = decode_need(encode_need(record))
+    assert decoded.support == record.support
     same_times(decoded, record)
     assert encode_need(decoded) == encode_need(record)  # same record, same bytes
 
