@@ -30,6 +30,9 @@ class KafkaSettings(_Group):
     # which the Redis outbox turns into republished outputs, never second decisions.
     commit_interval_s: float = 1.0
     session_timeout_s: float = 15.0
+    # Records handled together: placed in one batch, their outputs' acks awaited once.
+    batch_size: int = 200
+    batch_within_s: float = 0.02
 
 
 class RedisSettings(_Group):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,9 +71,12 @@ def build_app(
     worker = _Worker(processor, sinks, hooks or WorkerHooks())
 
     @app.agent(source, concurrency=1)
-    async def match(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await worker.handle(event)
+    async def match(stream: Any) -> None:  # faust.Stream: StreamT lacks take_events
+        # Records come in small batches: their texts are placed in one call and the
+        # broker's acks for all their outputs are awaited once. take_events acks the
+        # batch's records only after this body has finished with them.
+        async for events in stream.take_events(kafka.batch_size, within=kafka.batch_within_s):
+            await worker.handle_batch(events)
 
     return app
 
@@ -86,18 +89,24 @@ class _Worker:
         self._sinks = sinks
         self._hooks = hooks
 
-    async def handle(self, event: Any) -> None:
-        message = event.message
-        source = RecordSource(
-            topic=message.topic, partition=message.partition, offset=message.offset
-        )
-        raw = event.value if isinstance(event.value, bytes) else None
-        started = asyncio.get_running_loop().time()
-        outgoing = await self._process(raw, message.key, source)
-        await self._publish(outgoing)
+    async def handle_batch(self, events: Sequence[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        records = [_record_of(event) for event in events]
+        await asyncio.to_thread(self._processor.prepare, [raw for raw, _, _ in records])
+        pending: list[Awaitable[Any]] = []
+        done: list[tuple[str, list[Outgoing]]] = []
+        for raw, key, source in records:
+            outgoing = await self._process(raw, key, source)
+            pending += await self._send(outgoing)
+            done.append((source.topic, outgoing))
+        # Only once the broker has acknowledged every output may faust commit the offsets.
+        for future in pending:
+            await future
         if self._hooks.on_record is not None:
-            elapsed = asyncio.get_running_loop().time() - started
-            self._hooks.on_record(message.topic, outgoing, elapsed)
+            elapsed = loop.time() - started
+            for topic, outgoing in done:
+                self._hooks.on_record(topic, outgoing, elapsed)
 
     async def _process(
         self, raw: bytes | None, key: bytes | None, source: RecordSource
@@ -120,13 +129,17 @@ class _Worker:
                 error = f"internal error while handling the record ({type(exc).__name__})"
                 return [self._processor.dead_letter(error, raw or b"", key, source)]
 
-    async def _publish(self, outgoing: list[Outgoing]) -> None:
-        pending: list[Awaitable[Any]] = []
-        for item in outgoing:
-            pending.append(await self._sinks[item.topic].send(key=item.key, value=item.value))
-        # Wait for the broker's acks: only then may faust commit the input's offset.
-        for future in pending:
-            await future
+    async def _send(self, outgoing: list[Outgoing]) -> list[Awaitable[Any]]:
+        return [
+            await self._sinks[item.topic].send(key=item.key, value=item.value) for item in outgoing
+        ]
+
+
+def _record_of(event: Any) -> tuple[bytes | None, bytes | None, RecordSource]:
+    message = event.message
+    source = RecordSource(topic=message.topic, partition=message.partition, offset=message.offset)
+    raw = event.value if isinstance(event.value, bytes) else None
+    return raw, message.key, source
 
 
 def _where(source: RecordSource) -> str:

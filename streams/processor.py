@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from matcher.engine import Engine
@@ -21,7 +22,7 @@ from matcher.exceptions import UnusableEventError
 from matcher.replay import reject
 from matcher.skills import SkillModel
 from schemas.codec import dump_output, parse_input
-from schemas.events import InputEvent, OutputEvent, RecordSource
+from schemas.events import InputEvent, NeedPosted, OutputEvent, RecordSource, VolunteerAvailable
 from schemas.exceptions import InvalidEventError
 from streams.exceptions import ConflictRetriesExhaustedError
 from streams.redis_store import EventAlreadyCommittedError, RedisStore, SwitchableStore
@@ -56,6 +57,20 @@ class RecordProcessor:
     @property
     def matcher_version(self) -> str:
         return self._engine.version
+
+    def prepare(self, raws: Sequence[bytes | None]) -> None:
+        """Place the texts of many records in one batch before they are processed one by
+        one (a cache warm-up: bad records are skipped here and rejected later)."""
+        events: list[InputEvent] = []
+        for raw in raws:
+            try:
+                events.append(parse_input(raw or b""))
+            except InvalidEventError:
+                continue
+        self._engine.prepare(
+            [e.text for e in events if isinstance(e, NeedPosted)],
+            [e.skills for e in events if isinstance(e, VolunteerAvailable)],
+        )
 
     def process(self, raw: bytes | None, key: bytes | None, source: RecordSource) -> list[Outgoing]:
         """Raises only transient errors (Redis away): the caller retries the record."""
