@@ -49,7 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="stop after S seconds without a new record (default: never)",
     )
-    sub.add_parser("lag", help="consumer lag of the service's group, per partition")
+    lag = sub.add_parser(
+        "lag",
+        help="consumer lag of the service's group, per partition",
+        description="Committed offset, log-end offset, lag in records and in seconds (age of "
+        "the oldest unconsumed record) per input partition, as kafka-consumer-groups.sh "
+        "shows them. Exit codes: 0 fine, 2 a threshold crossed, 3 the broker unreachable.",
+    )
+    lag.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    lag.add_argument("--watch", type=float, metavar="S", help="refresh every S seconds")
+    lag.add_argument("--max-lag", type=int, metavar="N", help="exit 2 when a partition lags > N")
+    lag.add_argument(
+        "--max-seconds",
+        type=float,
+        metavar="S",
+        help="exit 2 when a partition's oldest unconsumed record is older than S",
+    )
     report = sub.add_parser(
         "report", help="wait until the worker has caught up, then print what it published"
     )
@@ -63,7 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per connection
+    # kafka-python logs every connection attempt; the tools say what failed in one line.
+    logging.getLogger("kafka").setLevel(
+        logging.WARNING if args.command == "worker" else logging.CRITICAL
+    )
     from streams import worker as live
 
     topics = live.topics_of(settings)
@@ -90,14 +108,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             print_event(partition, offset, value, sys.stdout)
         return 0
-    from streams.lag import consumer_lag, print_lag
-
     if args.command == "report":
         from streams.report import print_report
 
         return print_report(bootstrap, settings.kafka.group_id, topics, args.timeout, sys.stdout)
-    print_lag(consumer_lag(bootstrap, settings.kafka.group_id, topics.inputs), sys.stdout)
-    return 0
+    from streams.lag import run_lag_command
+
+    return run_lag_command(
+        bootstrap,
+        settings.kafka.group_id,
+        topics.inputs,
+        as_json=args.json,
+        watch_s=args.watch,
+        max_lag=args.max_lag,
+        max_seconds=args.max_seconds,
+        out=sys.stdout,
+    )
 
 
 if __name__ == "__main__":

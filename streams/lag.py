@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
@@ -83,3 +86,63 @@ def oldest_unconsumed_age_s(
     finally:
         consumer.close()
     return ages
+
+
+EXIT_OK, EXIT_THRESHOLD, EXIT_UNREACHABLE = 0, 2, 3
+
+
+def run_lag_command(
+    bootstrap: str,
+    group: str,
+    topics: Sequence[str],
+    *,
+    as_json: bool,
+    watch_s: float | None,
+    max_lag: int | None,
+    max_seconds: float | None,
+    out: IO[str],
+) -> int:
+    """The ``lag`` command: print once (or every ``watch_s``), exit code for cron and CI."""
+    while True:
+        try:
+            rows = consumer_lag(bootstrap, group, topics)
+            ages = oldest_unconsumed_age_s(bootstrap, rows, int(time.time() * 1000))
+        except Exception as exc:  # any broker failure: one clear line, no traceback
+            print(
+                f"lag: cannot reach the broker at {bootstrap}: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return EXIT_UNREACHABLE
+        if as_json:
+            out.write(json.dumps(_lag_document(group, rows, ages)) + "\n")
+        else:
+            print_lag(rows, out)
+        crossed = any(
+            (max_lag is not None and r.lag > max_lag)
+            or (max_seconds is not None and ages.get((r.topic, r.partition), 0.0) > max_seconds)
+            for r in rows
+        )
+        if watch_s is None:
+            return EXIT_THRESHOLD if crossed else EXIT_OK
+        out.flush()
+        time.sleep(watch_s)
+
+
+def _lag_document(
+    group: str, rows: Sequence[PartitionLag], ages: dict[tuple[str, int], float]
+) -> dict[str, object]:
+    return {
+        "group": group,
+        "total_lag": sum(r.lag for r in rows),
+        "partitions": [
+            {
+                "topic": r.topic,
+                "partition": r.partition,
+                "committed": r.committed,
+                "log_end": r.log_end,
+                "lag": r.lag,
+                "lag_seconds": round(ages.get((r.topic, r.partition), 0.0), 3),
+            }
+            for r in rows
+        ],
+    }
