@@ -133,3 +133,56 @@ def test_ops_endpoints_report_health_and_lag(setup: LiveSetup) -> None:
             assert json.loads(response.read())["ready"] is True
     finally:
         worker.stop()
+
+
+def test_lag_equals_kafkas_own_consumer_groups_tool(setup: LiveSetup) -> None:
+    """Our lag numbers are those of Kafka's ConsumerGroupCommand for the same group."""
+    import subprocess
+
+    from streams.infra import default_cache_dir
+    from streams.lag import consumer_lag
+
+    worker = Worker(setup)
+    try:
+        worker.wait_ready()
+        setup.produce(by_phase(SAMPLE.read_bytes()))
+        setup.wait_caught_up()
+    finally:
+        worker.stop()
+    # The group is idle now, so both tools see the same committed and end offsets.
+    setup.produce([b"not json, left unconsumed on purpose"])
+    libs = sorted(default_cache_dir().glob("kafka-*/lib"))
+    assert libs, "scripts/services.sh fetch has not run"
+    result = subprocess.run(
+        [
+            "java",
+            "-cp",
+            f"{libs[-1]}/*",
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            "--bootstrap-server",
+            setup.bootstrap,
+            "--describe",
+            "--group",
+            setup.group,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    theirs = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and parts[0] == setup.group and parts[2].isdigit():
+            current = None if parts[3] == "-" else int(parts[3])
+            theirs[(parts[1], int(parts[2]))] = (current, int(parts[4]), parts[5])
+    ours = {
+        (r.topic, r.partition): r
+        for r in consumer_lag(setup.bootstrap, setup.group, setup.topics.inputs)
+    }
+    assert theirs, result.stdout
+    for key, (current, log_end, lag) in theirs.items():
+        row = ours[key]
+        assert (row.committed, row.log_end) == (current, log_end), key
+        if lag != "-":
+            assert row.lag == int(lag), key
