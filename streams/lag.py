@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from streams.lagstatus import Sample, Status, StatusTracker
 
 
 @dataclass(frozen=True, order=True)
@@ -49,19 +51,28 @@ def consumer_lag(bootstrap: str, group: str, topics: Sequence[str]) -> list[Part
     )
 
 
-def print_lag(rows: Sequence[PartitionLag], out: IO[str]) -> None:
-    """The columns of kafka-consumer-groups.sh --describe, so operators read it at once."""
+def print_lag(
+    rows: Sequence[PartitionLag],
+    out: IO[str],
+    statuses: Mapping[tuple[str, int], Status] | None = None,
+) -> None:
+    """The columns of kafka-consumer-groups.sh --describe, so operators read it at once,
+    plus a Burrow-style status when a window of samples is known."""
     group_w = max([len("GROUP"), *(len(r.group) for r in rows)])
     topic_w = max([len("TOPIC"), *(len(r.topic) for r in rows)])
     out.write(
         f"{'GROUP':<{group_w}} {'TOPIC':<{topic_w}} {'PARTITION':>9} "
-        f"{'CURRENT-OFFSET':>15} {'LOG-END-OFFSET':>15} {'LAG':>6}\n"
+        f"{'CURRENT-OFFSET':>15} {'LOG-END-OFFSET':>15} {'LAG':>6}"
+        + ("  STATUS\n" if statuses is not None else "\n")
     )
     for row in rows:
         current = "-" if row.committed is None else str(row.committed)
+        status = ""
+        if statuses is not None:
+            status = f"  {statuses.get((row.topic, row.partition), Status.OK).value}"
         out.write(
             f"{row.group:<{group_w}} {row.topic:<{topic_w}} {row.partition:>9} "
-            f"{current:>15} {row.log_end:>15} {row.lag:>6}\n"
+            f"{current:>15} {row.log_end:>15} {row.lag:>6}{status}\n"
         )
     out.write(f"total lag: {sum(r.lag for r in rows)}\n")
 
@@ -103,6 +114,7 @@ def run_lag_command(
     out: IO[str],
 ) -> int:
     """The ``lag`` command: print once (or every ``watch_s``), exit code for cron and CI."""
+    tracker = StatusTracker()
     while True:
         try:
             rows = consumer_lag(bootstrap, group, topics)
@@ -113,10 +125,17 @@ def run_lag_command(
                 file=sys.stderr,
             )
             return EXIT_UNREACHABLE
+        now_s = time.time()
+        statuses = {
+            (r.topic, r.partition): tracker.add(
+                r.topic, r.partition, Sample(now_s, r.committed, r.log_end)
+            )
+            for r in rows
+        }
         if as_json:
-            out.write(json.dumps(_lag_document(group, rows, ages)) + "\n")
+            out.write(json.dumps(_lag_document(group, rows, ages, statuses)) + "\n")
         else:
-            print_lag(rows, out)
+            print_lag(rows, out, statuses)
         crossed = any(
             (max_lag is not None and r.lag > max_lag)
             or (max_seconds is not None and ages.get((r.topic, r.partition), 0.0) > max_seconds)
@@ -129,7 +148,10 @@ def run_lag_command(
 
 
 def _lag_document(
-    group: str, rows: Sequence[PartitionLag], ages: dict[tuple[str, int], float]
+    group: str,
+    rows: Sequence[PartitionLag],
+    ages: dict[tuple[str, int], float],
+    statuses: Mapping[tuple[str, int], Status],
 ) -> dict[str, object]:
     return {
         "group": group,
@@ -142,6 +164,7 @@ def _lag_document(
                 "log_end": r.log_end,
                 "lag": r.lag,
                 "lag_seconds": round(ages.get((r.topic, r.partition), 0.0), 3),
+                "status": statuses[(r.topic, r.partition)].value,
             }
             for r in rows
         ],
