@@ -306,21 +306,20 @@ class Engine:
         """Volunteers who serve the community and fit one of ``types`` (by default the
         need's own)."""
         types = types or need.types
-        seen: set[str] = set()
-        found: list[tuple[VolunteerRecord, float, str]] = []
+        ids: dict[str, None] = {}
         for service_type, _ in types:
             for volunteer_id in self._store.volunteers_for(need.community, service_type):
-                if volunteer_id in seen or volunteer_id in taken:
-                    continue
-                seen.add(volunteer_id)
-                if volunteer_id in need.declined_by:
-                    continue
-                volunteer = self._store.volunteer(volunteer_id)
-                if volunteer is None or volunteer.withdrawn:
-                    continue
-                fit, fit_type = skill_fit(types, volunteer.skills)
-                if fit_type is not None:
-                    found.append((volunteer, fit, fit_type))
+                if volunteer_id not in taken and volunteer_id not in need.declined_by:
+                    ids[volunteer_id] = None
+        records = self._store.volunteers(ids)  # one read for all candidates
+        found: list[tuple[VolunteerRecord, float, str]] = []
+        for volunteer_id in ids:
+            volunteer = records.get(volunteer_id)
+            if volunteer is None or volunteer.withdrawn:
+                continue
+            fit, fit_type = skill_fit(types, volunteer.skills)
+            if fit_type is not None:
+                found.append((volunteer, fit, fit_type))
         return found
 
     def _ranked_candidates(

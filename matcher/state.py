@@ -87,6 +87,10 @@ class Store(Protocol):
     def remember(self, event_id: str) -> None: ...
 
     def volunteer(self, volunteer_id: str) -> VolunteerRecord | None: ...
+    def volunteers(self, volunteer_ids: Iterable[str]) -> dict[str, VolunteerRecord]:
+        """Many at once (one round trip for a remote store); unknown ids are left out."""
+        ...
+
     def save_volunteer(self, record: VolunteerRecord) -> None: ...
     def volunteers_for(self, community: str, service_type: str) -> list[str]: ...
 
@@ -128,6 +132,9 @@ class InMemoryStore:
 
     def volunteer(self, volunteer_id: str) -> VolunteerRecord | None:
         return self._volunteers.get(volunteer_id)
+
+    def volunteers(self, volunteer_ids: Iterable[str]) -> dict[str, VolunteerRecord]:
+        return {v: self._volunteers[v] for v in volunteer_ids if v in self._volunteers}
 
     def save_volunteer(self, record: VolunteerRecord) -> None:
         old = self._volunteers.get(record.volunteer_id)

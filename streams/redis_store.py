@@ -573,6 +573,12 @@ class RedisUnitOfWork:
     def volunteer(self, volunteer_id: str) -> VolunteerRecord | None:
         return self._volunteer_state(volunteer_id).record
 
+    def volunteers(self, volunteer_ids: Iterable[str]) -> dict[str, VolunteerRecord]:
+        ids = list(dict.fromkeys(volunteer_ids))
+        self._load_volunteers(ids)  # one MULTI for all of them, one MGET for their bookings
+        found = {v: self._volunteers[v].record for v in ids}
+        return {v: record for v, record in found.items() if record is not None}
+
     def save_volunteer(self, record: VolunteerRecord) -> None:
         state = self._volunteer_state(record.volunteer_id)
         if state.record is not None:
@@ -802,6 +808,9 @@ class SwitchableStore:
 
     def volunteer(self, volunteer_id: str) -> VolunteerRecord | None:
         return self.target.volunteer(volunteer_id)
+
+    def volunteers(self, volunteer_ids: Iterable[str]) -> dict[str, VolunteerRecord]:
+        return self.target.volunteers(volunteer_ids)
 
     def save_volunteer(self, record: VolunteerRecord) -> None:
         self.target.save_volunteer(record)
