@@ -61,10 +61,13 @@ def run_demo(settings: Settings, source: Path, out: IO[str] | None = None) -> in
 def print_tables(events: list[OutputEvent], out: IO[str]) -> None:
     proposed = [e for e in events if isinstance(e, AssignmentProposed)]
     cancelled = {e.assignment_id for e in events if isinstance(e, AssignmentCancelled)}
+    # A need's last word decides: unmatched, unless a booking came after that notice.
     unmatched: dict[str, NeedUnmatched] = {}
     for event in events:
         if isinstance(event, NeedUnmatched):
             unmatched[event.need_id] = event
+        elif isinstance(event, AssignmentProposed):
+            unmatched.pop(event.need_id, None)
     booked_needs = {e.need_id for e in proposed if e.assignment_id not in cancelled}
     out.write(f"\nAssignments ({len(proposed)} proposed, {len(cancelled)} withdrawn)\n")
     out.write(
@@ -79,7 +82,7 @@ def print_tables(events: list[OutputEvent], out: IO[str]) -> None:
             f"{e.need_id:<8} {e.volunteer_id:<10} {e.community[:10]:<10} {slot:<24} "
             f"{e.score:>5.2f}  {(e.service_type or '-'):<22} {reasons}{mark}\n"
         )
-    still = [u for u in unmatched.values() if u.need_id not in booked_needs or u.missing]
+    still = list(unmatched.values())
     out.write(f"\nUnmatched needs, last word on each ({len(still)})\n")
     out.write(f"{'need':<8} {'missing':>7}  {'reason':<16} {'pending':<8} service type\n")
     for u in still:

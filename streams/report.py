@@ -7,7 +7,7 @@ import time
 from typing import IO
 
 from matcher.commands import print_tables
-from schemas.events import OUTPUT_MODELS, OutputEvent
+from schemas.events import OUTPUT_MODELS, NeedUnmatched, OutputEvent
 from streams.io import read_to_end
 from streams.lag import PartitionLag, consumer_lag, print_lag
 from streams.topics import TopicNames
@@ -40,7 +40,14 @@ def print_report(
     events = parse_outputs(
         [r.value for t in topics.outputs for r in read_to_end(bootstrap, t) if r.value]
     )
-    events.sort(key=lambda e: str(getattr(e, "need_id", "")))
+    # Per need in the order decided: by time, and a trigger's bookings before its notice.
+    events.sort(
+        key=lambda e: (
+            str(getattr(e, "need_id", "")),
+            str(getattr(e, "occurred_at", "")),
+            isinstance(e, NeedUnmatched),
+        )
+    )
     print_tables(events, out)
     out.write(f"\nConsumer lag of group {group}\n")
     print_lag(rows, out)
