@@ -46,6 +46,26 @@ class OpsSettings(_Group):
     lag_interval_s: float = 15.0
 
 
+class CoordinatorSettings(_Group):
+    """The coordinator page, served beside the ops endpoints when any token is set.
+
+    ``tokens`` maps a community to its coordinators' token (JSON in the environment:
+    ``VOLMATCH_COORDINATOR__TOKENS='{"hepingli": "..."}'``). A coordinator sees their
+    community's needs with the residents' contact and answers its assignments;
+    ``district_token`` sees every community without personal data and answers nothing.
+    """
+
+    tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+    district_token: str = Field(default="", repr=False)
+    # The page's memory is bounded: the oldest needs (and their assignments) leave first.
+    max_needs: int = 20_000
+    recent_assignments: int = 200
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens or self.district_token)
+
+
 class ModelSettings(_Group):
     embedder: EmbedderBackend = "tfidf"
     model_path: Path | None = None
@@ -65,4 +85,5 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
+    coordinator: CoordinatorSettings = Field(default_factory=CoordinatorSettings)
     log_level: str = "INFO"

@@ -10,11 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from aiohttp import web
 
 from matcher.settings import Settings
 from streams.app import WorkerHooks, build_app
+from streams.board import Board, LagRow
+from streams.coordinator import (
+    BoardFeed,
+    CoordinatorDesk,
+    KafkaResponsePublisher,
+    SystemClock,
+    Tokens,
+    add_coordinator_routes,
+)
 from streams.infra import create_topics, wait_for_kafka
-from streams.lag import consumer_lag, oldest_unconsumed_age_s
+from streams.lag import PartitionLag, consumer_lag, oldest_unconsumed_age_s
+from streams.lagstatus import Sample, StatusTracker
 from streams.ops import Metrics, Readiness, ops_app, serve
 from streams.processor import RecordProcessor
 from streams.redis_store import RedisStore
@@ -96,11 +107,14 @@ def _add_ops(app: Any, settings: Settings, metrics: Metrics, client: redis.Redis
         return "the broker did not answer the last lag query"
 
     readiness = Readiness({"redis": redis_problem, "kafka": kafka_problem})
+    web_app = ops_app(metrics, readiness)
+    board = _add_coordinator(app, web_app, settings) if settings.coordinator.enabled else None
+    tracker = StatusTracker()
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_ops() -> None:
         try:
-            await serve(ops_app(metrics, readiness), settings.ops.host, settings.ops.port)
+            await serve(web_app, settings.ops.host, settings.ops.port)
         except OSError as exc:  # a taken port must not take the matching down with it
             log.error("ops endpoints not started on port %d: %s", settings.ops.port, exc)
 
@@ -116,3 +130,50 @@ def _add_ops(app: Any, settings: Settings, metrics: Metrics, client: redis.Redis
             return
         metrics.set_lag(rows, ages)
         metrics.set_broker_reachable(True)
+        if board is not None:
+            board.set_lag(_lag_rows(rows, ages, tracker, time.monotonic()))
+
+
+def _lag_rows(
+    rows: list[PartitionLag],
+    ages: dict[tuple[str, int], float],
+    tracker: StatusTracker,
+    at_s: float,
+) -> list[LagRow]:
+    found = []
+    for row in rows:
+        status = tracker.add(row.topic, row.partition, Sample(at_s, row.committed, row.log_end))
+        found.append(
+            LagRow(
+                topic=row.topic,
+                partition=row.partition,
+                committed=row.committed,
+                log_end=row.log_end,
+                lag=row.lag,
+                lag_seconds=round(ages.get((row.topic, row.partition), 0.0), 1),
+                status=str(status),
+            )
+        )
+    return found
+
+
+def _add_coordinator(app: Any, web_app: web.Application, settings: Settings) -> Board:
+    """The coordinator page on the ops port: a board fed from the topics, and a desk that
+    publishes coordinators' answers."""
+    topics = topics_of(settings)
+    board = Board(
+        max_needs=settings.coordinator.max_needs,
+        recent_assignments=settings.coordinator.recent_assignments,
+    )
+    publisher = KafkaResponsePublisher(settings.kafka.bootstrap_servers)
+    clock = SystemClock()
+    desk = CoordinatorDesk(board, publisher, topics, clock)
+    add_coordinator_routes(web_app, board, desk, Tokens(settings.coordinator), clock)
+    feed = BoardFeed(settings.kafka.bootstrap_servers, topics, board)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_topics_for_the_board() -> None:
+        await feed.run_forever()
+
+    log.info("coordinator page on http://%s:%d/coordinator", settings.ops.host, settings.ops.port)
+    return board
