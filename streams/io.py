@@ -136,3 +136,13 @@ def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any
         return records
     finally:
         consumer.close()
+
+
+def partitions_of(bootstrap: str, topics: Iterator[str] | list[str]) -> dict[str, list[int]]:
+    """Each existing topic's partition numbers (a topic not there yet is left out)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        found = {topic: sorted(consumer.partitions_for_topic(topic) or ()) for topic in topics}
+    finally:
+        consumer.close()
+    return {topic: parts for topic, parts in found.items() if parts}

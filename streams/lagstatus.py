@@ -38,10 +38,10 @@ def status_of(window: Iterable[Sample]) -> Status:
     samples = list(window)
     if not samples or samples[-1].lag <= 0:
         return Status.OK
+    if len(samples) < 2:
+        return Status.OK  # one sample says nothing of movement: a fresh record, not a stop
     if all(s.committed is None for s in samples):
         return Status.STOPPED
-    if len(samples) < 2:
-        return Status.OK
     committed = [s.committed for s in samples]
     if len(set(committed)) == 1:
         return Status.STALLED

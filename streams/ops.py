@@ -165,7 +165,8 @@ def ops_app(metrics: Metrics, readiness: Readiness) -> web.Application:
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app)
+    # No access log: scrapers and the coordinator page poll every few seconds.
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("ops endpoints on http://%s:%d (/metrics /healthz /readyz)", host, port)

@@ -109,7 +109,14 @@ class LiveSetup:
 class Worker:
     """``python -m streams worker`` as a child process; its log goes to a file."""
 
-    def __init__(self, setup: LiveSetup, name: str = "w1", *, ops_port: int = 0) -> None:
+    def __init__(
+        self,
+        setup: LiveSetup,
+        name: str = "w1",
+        *,
+        ops_port: int = 0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.setup = setup
         self.ops_port = ops_port
         self.log_path = setup.workdir / f"{name}.log"
@@ -129,6 +136,7 @@ class Worker:
                 **setup.env(),
                 "VOLMATCH_OPS__PORT": str(ops_port),
                 "VOLMATCH_OPS__LAG_INTERVAL_S": "2",
+                **(extra_env or {}),
             },
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -31,3 +31,7 @@ def test_tracker_slides_its_window() -> None:
     tracker = StatusTracker(size=3)
     statuses = [tracker.add("needs", 0, s) for s in window((3, 10), (3, 10), (3, 10), (8, 10))]
     assert statuses == [Status.OK, Status.STALLED, Status.STALLED, Status.OK]
+
+
+def test_one_sample_of_a_fresh_partition_is_not_yet_stopped() -> None:
+    assert status_of(window((None, 1))) is Status.OK
