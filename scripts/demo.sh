@@ -37,6 +37,8 @@ export VOLMATCH_KAFKA__GROUP_ID="volmatch-$run_id"
 export VOLMATCH_REDIS__URL="redis://127.0.0.1:$REDIS_PORT/0"
 export VOLMATCH_REDIS__KEY_PREFIX="volmatch-$run_id"
 export VOLMATCH_LOG_LEVEL="${VOLMATCH_LOG_LEVEL:-WARNING}"
+# The coordinator page: a district token (every community, no personal data) made per run.
+export VOLMATCH_COORDINATOR__DISTRICT_TOKEN="${VOLMATCH_COORDINATOR__DISTRICT_TOKEN:-$("$py" -c 'import secrets; print(secrets.token_urlsafe(18))')}"
 
 worker_log="$VOLMATCH_STATE/worker-$run_id.log"
 cleanup() {
@@ -67,6 +69,8 @@ log "assignments, unmatched needs and lag, once the worker has caught up"
 
 if [[ $keep -eq 1 ]]; then
   log "still running: worker pid $worker_pid; stop with: kill $worker_pid; bash scripts/services.sh stop"
+  echo "coordinator page (district view): http://127.0.0.1:${VOLMATCH_OPS__PORT:-8088}/coordinator#token=$VOLMATCH_COORDINATOR__DISTRICT_TOKEN"
+  echo "a community's own view (with contacts, accept/decline): set VOLMATCH_COORDINATOR__TOKENS='{\"<community>\": \"<token>\"}' before the demo"
   echo "export the VOLMATCH_* variables printed below to use python -m streams tail/lag:"
   env | grep '^VOLMATCH_' | sed 's/^/export /'
 fi

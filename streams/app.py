@@ -20,7 +20,8 @@ import faust
 
 from matcher.settings import KafkaSettings
 from schemas.events import RecordSource
-from streams.processor import Outgoing, RecordProcessor
+from schemas.exceptions import InvalidEventError
+from streams.processor import Outgoing, Parsed, RecordProcessor
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,9 @@ RETRY_MAX_S = 5.0
 class WorkerHooks:
     """Callbacks for metrics and tests; each gets the outputs of one record."""
 
-    on_record: Callable[[str, list[Outgoing], float], None] | None = None
-    on_transient: Callable[[], None] | None = None
+    on_record: Callable[[str, str, list[Outgoing], float], None] | None = None
+    on_transient: Callable[[BaseException], None] | None = None
+    on_prepared: Callable[[float], None] | None = None
 
 
 def build_app(
@@ -93,32 +95,35 @@ class _Worker:
         loop = asyncio.get_running_loop()
         started = loop.time()
         records = [_record_of(event) for event in events]
-        await asyncio.to_thread(self._processor.prepare, [raw for raw, _, _ in records])
+        parsed = await asyncio.to_thread(self._processor.prepare, [raw for raw, _, _ in records])
+        if self._hooks.on_prepared is not None:
+            self._hooks.on_prepared(loop.time() - started)
         pending: list[Awaitable[Any]] = []
-        done: list[tuple[str, list[Outgoing]]] = []
-        for raw, key, source in records:
-            outgoing = await self._process(raw, key, source)
+        done: list[tuple[str, str, list[Outgoing]]] = []
+        for (raw, key, source), event in zip(records, parsed, strict=True):
+            outgoing = await self._process(raw, key, source, event)
             pending += await self._send(outgoing)
-            done.append((source.topic, outgoing))
+            kind: str = "invalid" if isinstance(event, InvalidEventError) else event.type
+            done.append((source.topic, kind, outgoing))
         # Only once the broker has acknowledged every output may faust commit the offsets.
         for future in pending:
             await future
         if self._hooks.on_record is not None:
             elapsed = loop.time() - started
-            for topic, outgoing in done:
-                self._hooks.on_record(topic, outgoing, elapsed)
+            for topic, kind, outgoing in done:
+                self._hooks.on_record(topic, kind, outgoing, elapsed)
 
     async def _process(
-        self, raw: bytes | None, key: bytes | None, source: RecordSource
+        self, raw: bytes | None, key: bytes | None, source: RecordSource, parsed: Parsed
     ) -> list[Outgoing]:
         delay = RETRY_FIRST_S
         while True:
             try:
-                return await asyncio.to_thread(self._processor.process, raw, key, source)
+                return await asyncio.to_thread(self._processor.process, raw, key, source, parsed)
             except Exception as exc:  # nothing may escape the agent's loop
                 if getattr(exc, "transient", False):
                     if self._hooks.on_transient is not None:
-                        self._hooks.on_transient()
+                        self._hooks.on_transient(exc)
                     log.warning(
                         "transient failure at %s, retrying in %.1fs: %s", _where(source), delay, exc
                     )

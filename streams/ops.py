@@ -23,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from matcher.exceptions import StoreUnavailableError
 from streams.lag import PartitionLag
 from streams.processor import Outgoing
 
@@ -36,7 +37,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.consumed = Counter(
-            "volmatch_events_consumed", "Input records handled", ["topic"], registry=r
+            "volmatch_events_consumed",
+            "Input records handled, by topic and event type ('invalid': not an event)",
+            ["topic", "type"],
+            registry=r,
         )
         self.dead_letters = Counter(
             "volmatch_dead_letters", "Records sent to dead-letters", ["reason"], registry=r
@@ -62,6 +66,21 @@ class Metrics:
         self.transient_errors = Counter(
             "volmatch_transient_errors", "Retries after Redis or conflict trouble", registry=r
         )
+        self.redis_errors = Counter(
+            "volmatch_redis_errors",
+            "Redis calls that failed (connection lost, timeout), each retried",
+            ["error"],
+            registry=r,
+        )
+        self.encode_seconds = Histogram(
+            "volmatch_model_encode_seconds",
+            "Placing a batch's texts in the catalogue (parse, vectorise, classify)",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.model_loaded = Gauge(
+            "volmatch_model_loaded", "1 once the skill model is loaded", registry=r
+        )
         self.lag = Gauge(
             "kafka_consumergroup_lag",
             "Records not yet consumed",
@@ -76,13 +95,18 @@ class Metrics:
         )
         self.up = Gauge("volmatch_up", "1 while the broker answered the last lag query", registry=r)
         self.broker_reachable = False
+        self.model_is_loaded = False
+
+    def set_model_loaded(self, loaded: bool) -> None:
+        self.model_is_loaded = loaded
+        self.model_loaded.set(1 if loaded else 0)
 
     def set_broker_reachable(self, reachable: bool) -> None:
         self.broker_reachable = reachable
         self.up.set(1 if reachable else 0)
 
-    def record(self, topic: str, outgoing: Sequence[Outgoing], seconds: float) -> None:
-        self.consumed.labels(topic=topic).inc()
+    def record(self, topic: str, kind: str, outgoing: Sequence[Outgoing], seconds: float) -> None:
+        self.consumed.labels(topic=topic, type=kind).inc()
         self.decision_seconds.observe(seconds)
         for item in outgoing:
             self._count(item)
@@ -98,6 +122,12 @@ class Metrics:
             self.unmatched.labels(reason=data.get("reason", "?")).inc()
         elif item.event_type == "record.rejected":
             self.dead_letters.labels(reason=_dead_letter_reason(str(data.get("error", "")))).inc()
+
+    def transient(self, exc: BaseException) -> None:
+        self.transient_errors.inc()
+        if isinstance(exc, StoreUnavailableError):
+            cause = exc.__cause__
+            self.redis_errors.labels(error=type(cause or exc).__name__).inc()
 
     def set_lag(self, rows: Sequence[PartitionLag], ages: dict[tuple[str, int], float]) -> None:
         for row in rows:

@@ -58,28 +58,30 @@ class RecordProcessor:
     def matcher_version(self) -> str:
         return self._engine.version
 
-    def prepare(self, raws: Sequence[bytes | None]) -> None:
-        """Place the texts of many records in one batch before they are processed one by
-        one (a cache warm-up: bad records are skipped here and rejected later)."""
-        events: list[InputEvent] = []
-        for raw in raws:
-            try:
-                events.append(parse_input(raw or b""))
-            except InvalidEventError:
-                continue
+    def prepare(self, raws: Sequence[bytes | None]) -> list[Parsed]:
+        """Parse many records and place their texts in one batch before they are
+        processed one by one; hand each result to ``process`` so nothing parses twice."""
+        parsed = [parse(raw) for raw in raws]
+        events = [p for p in parsed if not isinstance(p, InvalidEventError)]
         self._engine.prepare(
             [e.text for e in events if isinstance(e, NeedPosted)],
             [e.skills for e in events if isinstance(e, VolunteerAvailable)],
         )
+        return parsed
 
-    def process(self, raw: bytes | None, key: bytes | None, source: RecordSource) -> list[Outgoing]:
+    def process(
+        self,
+        raw: bytes | None,
+        key: bytes | None,
+        source: RecordSource,
+        parsed: Parsed | None = None,
+    ) -> list[Outgoing]:
         """Raises only transient errors (Redis away): the caller retries the record."""
         data = raw or b""
-        try:
-            event = parse_input(data)
-        except InvalidEventError as exc:
-            log.info("rejected %s: %s", _where(source), exc.message)
-            return [self.dead_letter(exc.message, data, key, source)]
+        event = parse(raw) if parsed is None else parsed
+        if isinstance(event, InvalidEventError):
+            log.info("rejected %s: %s", _where(source), event.message)
+            return [self.dead_letter(event.message, data, key, source)]
         stored = self._store.outbox(event.event_id)
         if stored is not None:
             return self._replayed(event, stored, source)
@@ -156,6 +158,17 @@ class RecordProcessor:
         need_id = data.get("need_id")
         key = need_id.encode() if isinstance(need_id, str) else None
         return Outgoing(self._topics.for_output_type(event_type), key, line.encode(), event_type)
+
+
+Parsed = InputEvent | InvalidEventError
+
+
+def parse(raw: bytes | None) -> Parsed:
+    """The record's event, or why it is not one (the error is a value, not raised)."""
+    try:
+        return parse_input(raw or b"")
+    except InvalidEventError as exc:
+        return exc
 
 
 def _origin(source: RecordSource) -> str:

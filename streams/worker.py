@@ -85,7 +85,12 @@ def run_worker(settings: Settings, *, datadir: Path) -> None:
     processor = build_processor(settings, client)
     log.info("matcher %s ready", processor.matcher_version)
     metrics = Metrics()
-    hooks = WorkerHooks(on_record=metrics.record, on_transient=metrics.transient_errors.inc)
+    metrics.set_model_loaded(True)
+    hooks = WorkerHooks(
+        on_record=metrics.record,
+        on_transient=metrics.transient,
+        on_prepared=metrics.encode_seconds.observe,
+    )
     app = build_app(settings.kafka, topics_of(settings), processor, datadir=datadir, hooks=hooks)
     if settings.ops.port:
         _add_ops(app, settings, metrics, client)
@@ -106,7 +111,10 @@ def _add_ops(app: Any, settings: Settings, metrics: Metrics, client: redis.Redis
             return None
         return "the broker did not answer the last lag query"
 
-    readiness = Readiness({"redis": redis_problem, "kafka": kafka_problem})
+    def model_problem() -> str | None:
+        return None if metrics.model_is_loaded else "the skill model is not loaded"
+
+    readiness = Readiness({"redis": redis_problem, "kafka": kafka_problem, "model": model_problem})
     web_app = ops_app(metrics, readiness)
     board = _add_coordinator(app, web_app, settings) if settings.coordinator.enabled else None
     tracker = StatusTracker()
