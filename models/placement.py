@@ -47,13 +47,13 @@ FloatArray = npt.NDArray[np.float64]
 class PlacementConfig:
     need_threshold: float = 0.05
     second_type_threshold: float = 0.30
-    volunteer_threshold: float = 0.30
+    volunteer_threshold: float = 0.35
     weight_classifier: float = 0.55
-    weight_keywords: float = 0.30
+    weight_keywords: float = 0.15
     weight_embedding: float = 0.15
     embedding_temperature: float = 0.03
     classifier_temperature: float = 0.15
-    classifier_c: float = 0.5
+    classifier_c: float = 1.0
     support_confidence: float = 0.5
 
     def digest(self) -> str:
