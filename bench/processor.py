@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> None:
                     processor.process(raw, None, source, event)
                     kind = "volunteer" if b'"volunteer.' in raw[:40] else "need"
                     per_kind[kind].append(time.perf_counter() - t0)
+                processor.end_batch()
             if profiler:
                 profiler.disable()
             elapsed = time.perf_counter() - started

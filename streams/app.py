@@ -21,7 +21,7 @@ import faust
 from matcher.settings import KafkaSettings
 from schemas.events import RecordSource
 from schemas.exceptions import InvalidEventError
-from streams.processor import Outgoing, Parsed, RecordProcessor
+from streams.processor import Outgoing, Parsed, RecordProcessor, parse
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ def build_app(
     return app
 
 
+_Item = tuple[bytes | None, bytes | None, RecordSource, Parsed]
+
+
 class _Worker:
     def __init__(
         self, processor: RecordProcessor, sinks: dict[str, Any], hooks: WorkerHooks
@@ -95,44 +98,62 @@ class _Worker:
         loop = asyncio.get_running_loop()
         started = loop.time()
         records = [_record_of(event) for event in events]
-        parsed = await asyncio.to_thread(self._processor.prepare, [raw for raw, _, _ in records])
+        parsed = await self._prepare([raw for raw, _, _ in records])
         if self._hooks.on_prepared is not None:
             self._hooks.on_prepared(loop.time() - started)
+        items = [(*record, event) for record, event in zip(records, parsed, strict=True)]
+        results = await self._process_all(items)
+        self._processor.end_batch()
         pending: list[Awaitable[Any]] = []
-        done: list[tuple[str, str, list[Outgoing]]] = []
-        for (raw, key, source), event in zip(records, parsed, strict=True):
-            outgoing = await self._process(raw, key, source, event)
+        for outgoing in results:
             pending += await self._send(outgoing)
-            kind: str = "invalid" if isinstance(event, InvalidEventError) else event.type
-            done.append((source.topic, kind, outgoing))
         # Only once the broker has acknowledged every output may faust commit the offsets.
         for future in pending:
             await future
         if self._hooks.on_record is not None:
             elapsed = loop.time() - started
-            for topic, kind, outgoing in done:
-                self._hooks.on_record(topic, kind, outgoing, elapsed)
+            for (_, _, source, event), outgoing in zip(items, results, strict=True):
+                kind: str = "invalid" if isinstance(event, InvalidEventError) else event.type
+                self._hooks.on_record(source.topic, kind, outgoing, elapsed)
 
-    async def _process(
-        self, raw: bytes | None, key: bytes | None, source: RecordSource, parsed: Parsed
-    ) -> list[Outgoing]:
+    async def _prepare(self, raws: list[bytes | None]) -> list[Parsed]:
+        try:
+            return await asyncio.to_thread(self._processor.prepare, raws)
+        except Exception:  # placement is a warm-up: without it each record places itself
+            log.exception("batch preparation failed; handling the records one by one")
+            return [parse(raw) for raw in raws]
+
+    async def _process_all(self, items: list[_Item]) -> list[list[Outgoing]]:
+        """Every record of the batch in one worker thread, in order. Transient trouble
+        (Redis away) stops the run at that record; it is retried from there."""
+        results: list[list[Outgoing]] = []
         delay = RETRY_FIRST_S
-        while True:
+        while len(results) < len(items):
+            done, trouble = await asyncio.to_thread(self._run, items[len(results) :])
+            results += done
+            if trouble is not None:
+                if self._hooks.on_transient is not None:
+                    self._hooks.on_transient(trouble)
+                source = items[len(results)][2]
+                log.warning(
+                    "transient failure at %s, retrying in %.1fs: %s", _where(source), delay, trouble
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        return results
+
+    def _run(self, items: list[_Item]) -> tuple[list[list[Outgoing]], BaseException | None]:
+        done: list[list[Outgoing]] = []
+        for raw, key, source, parsed in items:
             try:
-                return await asyncio.to_thread(self._processor.process, raw, key, source, parsed)
+                done.append(self._processor.process(raw, key, source, parsed))
             except Exception as exc:  # nothing may escape the agent's loop
                 if getattr(exc, "transient", False):
-                    if self._hooks.on_transient is not None:
-                        self._hooks.on_transient(exc)
-                    log.warning(
-                        "transient failure at %s, retrying in %.1fs: %s", _where(source), delay, exc
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX_S)
-                    continue
+                    return done, exc
                 log.exception("unexpected failure at %s; dead-lettering the record", _where(source))
                 error = f"internal error while handling the record ({type(exc).__name__})"
-                return [self._processor.dead_letter(error, raw or b"", key, source)]
+                done.append([self._processor.dead_letter(error, raw or b"", key, source)])
+        return done, None
 
     async def _send(self, outgoing: list[Outgoing]) -> list[Awaitable[Any]]:
         return [

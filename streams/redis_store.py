@@ -59,6 +59,7 @@ Redis Cluster: the script touches many keys, so give a hash-tagged prefix
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -389,10 +390,110 @@ class _IndexState(_Versioned):
         return self.members != self.original
 
 
-class RedisStore:
-    """Entry point for workers: one ``begin`` per input event, plus the redelivery path."""
+@dataclass(frozen=True, slots=True)
+class _CachedVolunteer:
+    version: int
+    record: VolunteerRecord | None
+    booking_ids: tuple[str, ...]
 
-    def __init__(self, client: redis.Redis, key_prefix: str, *, ttl_s: int = DEFAULT_TTL_S) -> None:
+
+@dataclass(frozen=True, slots=True)
+class _CachedNeed:
+    version: int
+    record: NeedRecord | None
+    booking_ids: tuple[str, ...]
+    pending: NeedRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedIndex:
+    version: int
+    members: frozenset[str]
+
+
+class _ExpiryView:
+    """The expiry ZSET's entries that may expire during a batch: need id -> latest start
+    (epoch s), with a heap so each event finds the expired ones without a scan."""
+
+    def __init__(self, entries: Iterable[tuple[str, float]], horizon: float) -> None:
+        self.horizon = horizon
+        self._score = dict(entries)
+        self._heap = [(score, need_id) for need_id, score in self._score.items()]
+        heapq.heapify(self._heap)
+
+    def expired_before(self, at: float) -> set[str]:
+        found: list[tuple[float, str]] = []
+        heap = self._heap
+        while heap and heap[0][0] < at:
+            score, need_id = heapq.heappop(heap)
+            if self._score.get(need_id) == score:  # else an outdated entry: drop it
+                found.append((score, need_id))
+        for item in found:  # still in the ZSET until a unit that expires them commits
+            heapq.heappush(heap, item)
+        return {need_id for _, need_id in found}
+
+    def set(self, need_id: str, score: float | None) -> None:
+        if score is None:
+            self._score.pop(need_id, None)
+            return
+        self._score[need_id] = score
+        heapq.heappush(self._heap, (score, need_id))
+
+
+class _ReadCache:
+    """What this process last committed or read, each entry with the version it had.
+
+    A unit reads from here instead of Redis; ``commit`` still checks every version the
+    unit read, so an entry that another worker has since changed costs one conflict (the
+    unit's entries are dropped and the event re-runs on Redis's data), never a wrong
+    decision. Entries are written only from a unit that committed, or from a fresh read.
+    Bookings are cached with their owners: a booking that changed moved both owners'
+    versions, so a stale one cannot pass a commit either.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self.volunteers: dict[str, _CachedVolunteer] = {}
+        self.needs: dict[str, _CachedNeed] = {}
+        self.indexes: dict[tuple[str, IndexKey], _CachedIndex] = {}
+        self.bookings: dict[str, Booking] = {}
+        # Needs in the expiry ZSET that may expire during the current batch (need id ->
+        # latest start, epoch s), read once per batch; None: read Redis at each event.
+        self.expiry_view: _ExpiryView | None = None
+        # Events whose outbox was empty when the batch began: their seen check is left to
+        # the commit script, which refuses a duplicate anyway.
+        self.unseen: set[str] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries > 0
+
+    def trim(self) -> None:
+        """Bounded memory: past the limit everything goes (re-read on demand)."""
+        size = len(self.volunteers) + len(self.needs) + len(self.indexes) + len(self.bookings)
+        if size > self.max_entries:
+            self.volunteers.clear()
+            self.needs.clear()
+            self.indexes.clear()
+            self.bookings.clear()
+
+
+class RedisStore:
+    """Entry point for workers: one ``begin`` per input event, plus the redelivery path.
+
+    One thread at a time: the worker handles its records one after the other. With
+    ``cache_entries`` > 0 the store keeps a version-checked read cache (``_ReadCache``)
+    and ``prefetch`` reads a batch's outboxes and expiry candidates in one round trip.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key_prefix: str,
+        *,
+        ttl_s: int = DEFAULT_TTL_S,
+        cache_entries: int = 200_000,
+    ) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
         self._client = client
@@ -400,9 +501,88 @@ class RedisStore:
         self._ttl_s = ttl_s
         # register_script does no I/O: it runs EVALSHA and loads the script on NOSCRIPT.
         self._commit_script = client.register_script(_COMMIT_LUA)
+        self._cache = _ReadCache(cache_entries)
 
     def begin(self, event_id: str) -> RedisUnitOfWork:
         return RedisUnitOfWork(self, event_id)
+
+    def prefetch(
+        self,
+        event_ids: Sequence[str],
+        latest: datetime | None,
+        *,
+        need_ids: Sequence[str] = (),
+        volunteer_ids: Sequence[str] = (),
+    ) -> dict[str, list[str]]:
+        """Before a batch, in one MULTI: the outboxes of its events (those committed
+        before), the needs that may expire before ``latest`` (the batch's last event
+        time), and the needs and volunteers its events name, into the read cache.
+        Expiry read this way misses needs another worker adds during the batch; expiry
+        is lazy anyway, and a later batch finds them."""
+        keys, cache = self._keys, self._cache
+        if not cache.enabled:
+            need_ids, volunteer_ids = (), ()
+        with _unavailable_on_io_error():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.mget([keys.outbox(e) for e in event_ids] or [keys.outbox("")])
+            horizon = latest.timestamp() if latest is not None else float("-inf")
+            pipe.zrangebyscore(keys.expiry(), "-inf", f"({horizon!r}", withscores=True)
+            for n in need_ids:
+                pipe.get(keys.version("need", n))
+                pipe.get(keys.need(n))
+                pipe.lrange(keys.need_bookings(n), 0, -1)
+                pipe.hget(keys.pending(), n)
+            for v in volunteer_ids:
+                pipe.get(keys.version("vol", v))
+                pipe.get(keys.volunteer(v))
+                pipe.lrange(keys.volunteer_bookings(v), 0, -1)
+            replies = list(pipe.execute())
+        outboxes, expiring = replies[0], replies[1]
+        found = {
+            e: json.loads(_text(raw))
+            for e, raw in zip(event_ids, outboxes, strict=False)
+            if raw is not None
+        }
+        if not cache.enabled:
+            return found
+        cache.unseen = {e for e in event_ids if e not in found}
+        if latest is not None:
+            entries = ((_text(n), float(score)) for n, score in expiring)
+            cache.expiry_view = _ExpiryView(entries, horizon)
+        self._cache_states(replies[2:], need_ids, volunteer_ids)
+        return found
+
+    def _cache_states(
+        self, replies: list[Any], need_ids: Sequence[str], volunteer_ids: Sequence[str]
+    ) -> None:
+        cache = self._cache
+        needs = [replies[4 * i : 4 * i + 4] for i in range(len(need_ids))]
+        vols = [replies[4 * len(need_ids) + 3 * i :][:3] for i in range(len(volunteer_ids))]
+        listed = [_text(a) for _, _, ids, *_ in [*needs, *vols] for a in ids]
+        if listed:  # after the owners' versions, as a unit reads them
+            with _unavailable_on_io_error():
+                raws = self._client.mget([self._keys.booking(a) for a in listed])
+            for assignment_id, raw in zip(listed, raws, strict=True):
+                if raw is not None:
+                    cache.bookings[assignment_id] = decode_booking(_text(raw))
+        for n, (version, raw, ids, pending) in zip(need_ids, needs, strict=True):
+            cache.needs[n] = _CachedNeed(
+                _version(version),
+                decode_need(_text(raw)) if raw is not None else None,
+                tuple(_text(a) for a in ids),
+                decode_need(_text(pending)) if pending is not None else None,
+            )
+        for v, (version, raw, ids) in zip(volunteer_ids, vols, strict=True):
+            cache.volunteers[v] = _CachedVolunteer(
+                _version(version),
+                decode_volunteer(_text(raw)) if raw is not None else None,
+                tuple(_text(a) for a in ids),
+            )
+        cache.trim()
+
+    def end_batch(self) -> None:
+        self._cache.expiry_view = None
+        self._cache.unseen = set()
 
     def seen(self, event_id: str) -> bool:
         with _unavailable_on_io_error():
@@ -429,6 +609,7 @@ class RedisUnitOfWork:
         self._keys = store._keys
         self._ttl_s = store._ttl_s
         self._script = store._commit_script
+        self._cache = store._cache
         self._closed = False
         self._seen: dict[str, bool] = {}
         self._remembered: set[str] = set()
@@ -458,6 +639,9 @@ class RedisUnitOfWork:
         if not missing:
             return
         keys = self._keys
+        missing = self._volunteers_from_cache(missing)
+        if not missing:
+            return
 
         def build(pipe: Pipeline) -> None:
             for v in missing:
@@ -476,7 +660,49 @@ class RedisUnitOfWork:
                 booking_ids=booking_ids,
                 stored_bookings=len(booking_ids),
             )
-        self._load_bookings(a for v in missing for a in self._volunteers[v].booking_ids)
+        self._load_bookings(
+            (a for v in missing for a in self._volunteers[v].booking_ids), fresh=True
+        )
+
+    def _volunteers_from_cache(self, wanted: list[str]) -> list[str]:
+        """Fill what the cache holds; return the ids still to read from Redis."""
+        cached = self._cache.volunteers
+        rest = []
+        for v in wanted:
+            entry = cached.get(v)
+            if entry is None or any(a not in self._cache.bookings for a in entry.booking_ids):
+                rest.append(v)
+                continue
+            self._volunteers[v] = _VolunteerState(
+                version_key=self._keys.version("vol", v),
+                version=entry.version,
+                record=entry.record,
+                booking_ids=list(entry.booking_ids),
+                stored_bookings=len(entry.booking_ids),
+            )
+            for a in entry.booking_ids:
+                self._bookings.setdefault(a, self._cache.bookings[a])
+        return rest
+
+    def _needs_from_cache(self, wanted: list[str]) -> list[str]:
+        cached = self._cache.needs
+        rest = []
+        for n in wanted:
+            entry = cached.get(n)
+            if entry is None or any(a not in self._cache.bookings for a in entry.booking_ids):
+                rest.append(n)
+                continue
+            self._needs[n] = _NeedState(
+                version_key=self._keys.version("need", n),
+                version=entry.version,
+                record=entry.record,
+                booking_ids=list(entry.booking_ids),
+                pending=entry.pending,
+                stored_bookings=len(entry.booking_ids),
+            )
+            for a in entry.booking_ids:
+                self._bookings.setdefault(a, self._cache.bookings[a])
+        return rest
 
     def _load_needs(self, need_ids: Iterable[str]) -> None:
         self._open()  # even when cached: a committed unit must not be read again
@@ -484,6 +710,9 @@ class RedisUnitOfWork:
         if not missing:
             return
         keys = self._keys
+        missing = self._needs_from_cache(missing)
+        if not missing:
+            return
 
         def build(pipe: Pipeline) -> None:
             for n in missing:
@@ -504,9 +733,9 @@ class RedisUnitOfWork:
                 pending=decode_need(_text(pending)) if pending is not None else None,
                 stored_bookings=len(booking_ids),
             )
-        self._load_bookings(a for n in missing for a in self._needs[n].booking_ids)
+        self._load_bookings((a for n in missing for a in self._needs[n].booking_ids), fresh=True)
 
-    def _load_bookings(self, assignment_ids: Iterable[str]) -> None:
+    def _load_bookings(self, assignment_ids: Iterable[str], *, fresh: bool = False) -> None:
         # Read after the owners' versions: a booking changed since moves those versions,
         # so reading it in a second round trip cannot slip past commit's check.
         missing = [a for a in dict.fromkeys(assignment_ids) if a not in self._bookings]
@@ -518,12 +747,16 @@ class RedisUnitOfWork:
         for assignment_id, raw in zip(missing, raws, strict=True):
             if raw is None:
                 raise LookupError(f"booking {assignment_id!r} is listed but not stored")
-            self._bookings[assignment_id] = decode_booking(_text(raw))
+            booking = decode_booking(_text(raw))
+            self._bookings[assignment_id] = booking
+            if fresh and self._cache.enabled:
+                self._cache.bookings[assignment_id] = booking
 
     def _load_indexes(self, kind: str, index_keys: Iterable[IndexKey]) -> list[_IndexState]:
         self._open()  # even when cached: a committed unit must not be read again
         wanted = list(dict.fromkeys(index_keys))
         missing = [k for k in wanted if (kind, k) not in self._indexes]
+        missing = self._indexes_from_cache(kind, missing)
         if missing:
             keys = self._keys
 
@@ -545,6 +778,22 @@ class RedisUnitOfWork:
                 )
         return [self._indexes[(kind, k)] for k in wanted]
 
+    def _indexes_from_cache(self, kind: str, wanted: list[IndexKey]) -> list[IndexKey]:
+        rest = []
+        for k in wanted:
+            entry = self._cache.indexes.get((kind, k))
+            if entry is None:
+                rest.append(k)
+                continue
+            self._indexes[(kind, k)] = _IndexState(
+                version_key=self._keys.version(kind, _dumps(list(k))),
+                version=entry.version,
+                redis_key=self._keys.index(kind, k),
+                original=entry.members,
+                members=set(entry.members),
+            )
+        return rest
+
     def _volunteer_state(self, volunteer_id: str) -> _VolunteerState:
         self._load_volunteers([volunteer_id])
         return self._volunteers[volunteer_id]
@@ -559,6 +808,8 @@ class RedisUnitOfWork:
         self._open()
         if event_id in self._remembered:
             return True
+        if event_id == self.event_id and event_id in self._cache.unseen:
+            return False  # the batch's prefetch found no outbox; commit checks again
         if event_id not in self._seen:
             with _unavailable_on_io_error():
                 self._seen[event_id] = bool(self._client.exists(self._keys.seen(event_id)))
@@ -672,11 +923,15 @@ class RedisUnitOfWork:
         """Needs whose latest start is before ``now``; like InMemoryStore's heap pop, they
         leave the expiry ZSET here (the engine then removes them from pending)."""
         self._open()
-        with _unavailable_on_io_error():
-            stored = self._client.zrangebyscore(
-                self._keys.expiry(), "-inf", f"({now.timestamp()!r}"
-            )
-        candidates = {_text(n) for n in cast("list[bytes | str]", stored)}
+        view = self._cache.expiry_view
+        if view is not None and now.timestamp() <= view.horizon:
+            candidates = view.expired_before(now.timestamp())
+        else:
+            with _unavailable_on_io_error():
+                stored = self._client.zrangebyscore(
+                    self._keys.expiry(), "-inf", f"({now.timestamp()!r}"
+                )
+            candidates = {_text(n) for n in cast("list[bytes | str]", stored)}
         self._load_needs(candidates)
         candidates = {n for n in candidates if not self._needs[n].expiry_dirty}
         candidates.update(
@@ -708,13 +963,54 @@ class RedisUnitOfWork:
         self._open()
         self._closed = True
         keys, args = self._script_call(outputs)
-        with _unavailable_on_io_error():
-            result = _text(self._script(keys=keys, args=args))
+        try:
+            with _unavailable_on_io_error():
+                result = _text(self._script(keys=keys, args=args))
+        except StoreUnavailableError:
+            self._forget_what_was_read()
+            raise
         if result == "applied":
+            self._remember_committed_state()
             return True
+        self._forget_what_was_read()
         if result == "conflict":
             return False
         raise EventAlreadyCommittedError(self.event_id)
+
+    def _remember_committed_state(self) -> None:
+        """Every state this unit read is now known at its new version."""
+        cache = self._cache
+        if not cache.enabled:
+            return
+        for v, vol in self._volunteers.items():
+            cache.volunteers[v] = _CachedVolunteer(
+                vol.version + vol.bumps(), vol.record, tuple(vol.booking_ids)
+            )
+        for n, need in self._needs.items():
+            cache.needs[n] = _CachedNeed(
+                need.version + need.bumps(), need.record, tuple(need.booking_ids), need.pending
+            )
+            if cache.expiry_view is not None and need.expiry_dirty:
+                expiry = need.expiry.timestamp() if need.expiry is not None else None
+                cache.expiry_view.set(n, expiry)
+        for key, index in self._indexes.items():
+            cache.indexes[key] = _CachedIndex(
+                index.version + index.bumps(), frozenset(index.members)
+            )
+        cache.bookings.update(self._bookings)
+        cache.unseen.discard(self.event_id)
+        cache.trim()
+
+    def _forget_what_was_read(self) -> None:
+        """Some version moved under this unit: re-read all of it from Redis next time."""
+        cache = self._cache
+        for v in self._volunteers:
+            cache.volunteers.pop(v, None)
+        for n in self._needs:
+            cache.needs.pop(n, None)
+        for key in self._indexes:
+            cache.indexes.pop(key, None)
+        cache.unseen.discard(self.event_id)
 
     def _script_call(self, outputs: Sequence[str]) -> tuple[list[str], list[str]]:
         keys = [self._keys.seen(self.event_id), self._keys.outbox(self.event_id)]
