@@ -8,7 +8,7 @@ import pytest
 
 from models.catalogue import load_catalogue
 from models.exceptions import CatalogueError
-from models.placement import CataloguePlacer, split_clauses
+from models.placement import CataloguePlacer, PlacementConfig, split_clauses, text_language
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +76,23 @@ def test_broken_catalogue_says_where(tmp_path: Path) -> None:
     path.write_text("version: '1'\ntypes:\n  - id: Bad Id\n", encoding="utf-8")
     with pytest.raises(CatalogueError, match=r"types\.0"):
         load_catalogue(path)
+
+
+def test_text_language() -> None:
+    assert text_language("楼道的灯不亮了") == "zh"
+    assert text_language("The hallway light is out") == "en"
+    assert text_language("楼道的 light switch 按了没反应") == "mixed"
+
+
+def test_thresholds_are_per_language() -> None:
+    config = PlacementConfig(need_threshold_en=0.9)
+    assert config.need_threshold("en") == 0.9
+    assert config.need_threshold("zh") == PlacementConfig().need_threshold_zh
+    strict = CataloguePlacer(load_catalogue(), config=config).fit()
+    assert strict.place_need("The pipe under the sink is leaking everywhere").top is None
+    assert strict.place_need("厨房水管漏水，地上全是水").top == "repair.plumbing"
+
+
+def test_profile_of_two_trades_in_english_gets_both(placer: CataloguePlacer) -> None:
+    types = placer.place_volunteer("Licensed electrician; I also fix leaking taps and toilets")
+    assert {"repair.electrical", "repair.plumbing"} <= set(types)
