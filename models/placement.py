@@ -40,6 +40,9 @@ PLACER_VERSION = "3"
 OUT_OF_SCOPE = "_out_of_scope"
 _CLAUSE_SPLIT = re.compile(r"[，,；;。.!！?？、/|\n]+|\s+and\s+|\s*&\s*|以及|并且|还会|也会|同时")
 
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -81,8 +84,8 @@ class PlacementConfig:
 
 def text_language(text: str) -> str:
     """'zh', 'en' or 'mixed': by the share of Han characters among Han and Latin letters."""
-    han = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
-    latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
+    han = len(_HAN.findall(text))
+    latin = len(_LATIN.findall(text))
     letters = han + latin
     if latin <= 0.1 * letters:
         return "zh"
@@ -212,14 +215,27 @@ class CataloguePlacer:
     # --- predict --------------------------------------------------------------------
 
     def type_scores(self, texts: Sequence[str], *, side: str) -> FloatArray:
-        """Fused score of every type for every text: shape (len(texts), n_types)."""
+        """Fused score of every type for every text: shape (len(texts), n_types).
+
+        Each distinct text is scored once: volunteer profiles are split into clauses, and
+        clauses such as "党员" or "周末有空" recur across many profiles."""
         placed = self._side(side)
         normalised = [normalise(t) for t in texts]
         if not normalised:
             return np.zeros((0, len(placed.classes)))
+        row_of: dict[str, int] = {}
+        rows = [row_of.setdefault(t, len(row_of)) for t in normalised]
+        if len(row_of) < len(normalised):
+            return self._fused(list(row_of), placed)[rows]
+        return self._fused(normalised, placed)
+
+    def _fused(
+        self, normalised: Sequence[str], placed: _Side, keyword: FloatArray | None = None
+    ) -> FloatArray:
         cfg = self.config
         probs = _softmax(placed.decision(normalised), cfg.classifier_temperature)
-        keyword = self._keyword_hits(normalised, placed.classes)
+        if keyword is None:
+            keyword = self._keyword_hits(normalised, placed.classes)
         fused = cfg.weight_classifier * probs + cfg.weight_keywords * keyword
         if placed.example_vectors is not None and self.embedder is not None:
             fused += cfg.weight_embedding * self._embedding_probs(normalised, placed)
@@ -286,16 +302,33 @@ class CataloguePlacer:
         return NeedPlacement(tuple(chosen))
 
     def predict_volunteers(self, texts: Sequence[str]) -> list[dict[str, float]]:
-        clauses_per_text = [[t, *split_clauses(t)] for t in texts]
-        flat = [c for clauses in clauses_per_text for c in clauses]
-        scores = self.type_scores(flat, side="volunteer")
-        classes = self._side("volunteer").classes
+        """Every type that the whole text or one of its clauses clears. Each distinct
+        clause is scored once, and the whole text's keyword hits are those of its clauses
+        plus the few keywords that span a clause boundary, so the lexicon reads each text
+        once."""
+        if not texts:
+            return []
+        placed = self._side("volunteer")
+        clauses_per_text = [split_clauses(t) or [normalise(t)] for t in texts]
+        row_of: dict[str, int] = {}
+        rows_per_text = [
+            [row_of.setdefault(c, len(row_of)) for c in clauses] for clauses in clauses_per_text
+        ]
+        clauses = list(row_of)
+        clause_hits = self._keyword_hits(clauses, placed.classes)
+        clause_scores = self._fused(clauses, placed, clause_hits)
+        whole_hits = np.stack([clause_hits[rows].max(axis=0) for rows in rows_per_text])
+        column = {type_id: j for j, type_id in enumerate(placed.classes)}
+        for i, text in enumerate(texts):
+            for type_id in self._keywords.types_spanning(normalise(text)):
+                if type_id in column:
+                    whole_hits[i, column[type_id]] = 1.0
+        whole_scores = self._fused([normalise(t) for t in texts], placed, whole_hits)
         result = []
-        row = 0
-        for text, clauses in zip(texts, clauses_per_text, strict=True):
-            best = scores[row : row + len(clauses)].max(axis=0)
-            row += len(clauses)
+        for text, rows, whole in zip(texts, rows_per_text, whole_scores, strict=True):
+            best = np.maximum(whole, clause_scores[rows].max(axis=0))
             threshold = self.config.volunteer_threshold(text_language(text))
+            classes = placed.classes
             result.append({classes[j]: _round(best[j]) for j in np.flatnonzero(best >= threshold)})
         return result
 
@@ -334,17 +367,37 @@ def _volunteer_texts(service: ServiceType) -> list[str]:
 @dataclass(frozen=True)
 class _Lexicon:
     """Keyword -> type, bucketed by a keyword's first two characters so one pass over a
-    text tries only the keywords that can start at each position. Latin keywords are
-    then confirmed with word boundaries ("ENT" must not fire inside "parents")."""
+    text tries only the keywords that can start at each position; inside a bucket, one
+    dictionary lookup per keyword length. Latin keywords are then confirmed with word
+    boundaries ("ENT" must not fire inside "parents")."""
 
-    buckets: dict[str, list[tuple[str, str]]]
+    type_of: dict[str, str]
+    lengths: dict[str, tuple[int, ...]]  # first two characters -> keyword lengths
     latin: dict[str, re.Pattern[str]]
+    # Keywords that a clause split would cut ("head and neck surgeon"): looked for in
+    # whole texts, whose other hits are the union of their clauses' hits.
+    spanning: tuple[tuple[str, str], ...] = ()
+
+    def types_spanning(self, text: str) -> set[str]:
+        found: set[str] = set()
+        for word, service_type in self.spanning:
+            if word in text:
+                pattern = self.latin.get(word)
+                if pattern is None or pattern.search(text):
+                    found.add(service_type)
+        return found
 
     def types_in(self, text: str) -> set[str]:
         found: set[str] = set()
-        for i in range(len(text)):
-            for word, service_type in self.buckets.get(text[i : i + 2], ()):
-                if service_type in found or not text.startswith(word, i):
+        type_of, buckets = self.type_of, self.lengths
+        for i in range(len(text) - 1):
+            lengths = buckets.get(text[i : i + 2])
+            if lengths is None:
+                continue
+            for length in lengths:
+                word = text[i : i + length]
+                service_type = type_of.get(word)
+                if service_type is None or service_type in found:
                     continue
                 pattern = self.latin.get(word)
                 if pattern is None or pattern.search(text):
@@ -359,11 +412,12 @@ def _compile_keywords(types: Sequence[ServiceType]) -> _Lexicon:
             word = normalise(keyword)
             if len(word) >= 2:
                 type_of.setdefault(word, service.id)
-    buckets: dict[str, list[tuple[str, str]]] = {}
-    for word, service_type in type_of.items():
-        buckets.setdefault(word[:2], []).append((word, service_type))
+    lengths: dict[str, set[int]] = {}
+    for word in type_of:
+        lengths.setdefault(word[:2], set()).add(len(word))
     latin = {w: re.compile(_latin_word(w)) for w in type_of if w.isascii()}
-    return _Lexicon(buckets, latin)
+    spanning = tuple((w, t) for w, t in type_of.items() if split_clauses(w) != [w])
+    return _Lexicon(type_of, {k: tuple(sorted(v)) for k, v in lengths.items()}, latin, spanning)
 
 
 def _latin_word(word: str) -> str:
