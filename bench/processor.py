@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -27,6 +28,16 @@ from streams.infra import LocalServices, default_cache_dir
 from streams.processor import RecordProcessor
 from streams.redis_store import RedisStore
 from streams.topics import TopicNames
+
+
+class _CountingConnection(redis.Connection):
+    """Counts round trips: each packed command or pipeline sent is one."""
+
+    sent = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        _CountingConnection.sent += 1
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
 
 def _commands(client: redis.Redis) -> int:
@@ -49,13 +60,17 @@ def run(args: argparse.Namespace) -> None:
             components=["redis"],
         )
         with services:
-            client = redis.Redis.from_url(services.redis_url)
+            pool = redis.ConnectionPool.from_url(
+                services.redis_url, connection_class=_CountingConnection
+            )
+            client = redis.Redis(connection_pool=pool)
             processor = RecordProcessor(
                 RedisStore(client, "bench"), build_skill_model(ModelSettings()), TopicNames()
             )
             profiler = cProfile.Profile() if args.profile else None
             per_kind: dict[str, list[float]] = {"volunteer": [], "need": []}
             client.config_resetstat()
+            _CountingConnection.sent = 0
             started = time.perf_counter()
             if profiler:
                 profiler.enable()
@@ -72,6 +87,7 @@ def run(args: argparse.Namespace) -> None:
             if profiler:
                 profiler.disable()
             elapsed = time.perf_counter() - started
+            trips = _CountingConnection.sent
             commands = _commands(client)
     print(f"{len(lines)} records in {elapsed:.2f} s: {len(lines) / elapsed:,.0f} records/s")
     for kind, times in per_kind.items():
@@ -82,8 +98,13 @@ def run(args: argparse.Namespace) -> None:
                 f"p50 {ms[len(ms) // 2]:.2f} ms, p99 {ms[int(len(ms) * 0.99)]:.2f} ms"
             )
     print(f"  Redis commands: {commands:,} ({commands / len(lines):.1f} per record)")
+    print(f"  Redis round trips: {trips:,} ({trips / len(lines):.2f} per record)")
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
+        # Counts, unlike seconds, do not depend on what else the machine is doing.
+        stats = pstats.Stats(profiler)
+        calls = stats.total_calls  # type: ignore[attr-defined]
+        print(f"  Python function calls: {calls:,} ({calls / len(lines):,.0f} per record)")
+        stats.sort_stats("cumulative").print_stats(args.profile)
 
 
 def main() -> None:
