@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> None:
         try:
             setup = LiveSetup(services.kafka_bootstrap, services.redis_url, Path(tmp))
             setup.create_topics()
-            worker = Worker(setup)
-            worker.wait_ready()
+            workers = [Worker(setup, f"w{i}") for i in range(args.workers)]
+            for worker in workers:
+                worker.wait_ready()
             try:
                 # 1. sustained throughput
                 week = synthetic_week(
@@ -123,7 +124,8 @@ def run(args: argparse.Namespace) -> None:
                     f"{time.perf_counter() - started:.1f} s"
                 )
             finally:
-                worker.stop()
+                for worker in workers:
+                    worker.stop()
         finally:
             services.stop()
 
@@ -134,6 +136,7 @@ def main() -> None:
     parser.add_argument("--needs", type=int, default=4000)
     parser.add_argument("--rate", type=float, default=200.0, help="offered needs/s for latency")
     parser.add_argument("--rate-needs", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1, help="workers in one consumer group")
     run(parser.parse_args())
 
 
