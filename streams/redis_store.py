@@ -667,11 +667,10 @@ class RedisUnitOfWork:
 
     def _volunteers_from_cache(self, wanted: list[str]) -> list[str]:
         """Fill what the cache holds; return the ids still to read from Redis."""
-        cached = self._cache.volunteers
         rest = []
         for v in wanted:
-            entry = cached.get(v)
-            if entry is None or any(a not in self._cache.bookings for a in entry.booking_ids):
+            entry = self._cache.volunteers.get(v)
+            if entry is None or not self._adopt_cached_bookings(entry.booking_ids):
                 rest.append(v)
                 continue
             self._volunteers[v] = _VolunteerState(
@@ -681,16 +680,13 @@ class RedisUnitOfWork:
                 booking_ids=list(entry.booking_ids),
                 stored_bookings=len(entry.booking_ids),
             )
-            for a in entry.booking_ids:
-                self._bookings.setdefault(a, self._cache.bookings[a])
         return rest
 
     def _needs_from_cache(self, wanted: list[str]) -> list[str]:
-        cached = self._cache.needs
         rest = []
         for n in wanted:
-            entry = cached.get(n)
-            if entry is None or any(a not in self._cache.bookings for a in entry.booking_ids):
+            entry = self._cache.needs.get(n)
+            if entry is None or not self._adopt_cached_bookings(entry.booking_ids):
                 rest.append(n)
                 continue
             self._needs[n] = _NeedState(
@@ -701,9 +697,16 @@ class RedisUnitOfWork:
                 pending=entry.pending,
                 stored_bookings=len(entry.booking_ids),
             )
-            for a in entry.booking_ids:
-                self._bookings.setdefault(a, self._cache.bookings[a])
         return rest
+
+    def _adopt_cached_bookings(self, booking_ids: Sequence[str]) -> bool:
+        """Take an owner's bookings from the cache; False when one is missing there."""
+        cached = self._cache.bookings
+        if any(a not in cached for a in booking_ids):
+            return False
+        for a in booking_ids:
+            self._bookings.setdefault(a, cached[a])
+        return True
 
     def _load_needs(self, need_ids: Iterable[str]) -> None:
         self._open()  # even when cached: a committed unit must not be read again
