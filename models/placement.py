@@ -9,7 +9,8 @@ Three signals, fused per service type:
   no shared word still lands (examples exist in both languages, so each text also meets
   examples in its own language).
 A need gets its best type when the fused score clears a threshold, else the placer
-abstains; a volunteer gets every type one of their skill clauses clears. Follows
+abstains; a volunteer gets every type their whole text or one of its clauses clears.
+Thresholds are per text language (``PlacementConfig``), chosen by cross-validation. Follows
 scikit-learn's fit/predict contract; ``version`` names catalogue, config and embedder.
 """
 
