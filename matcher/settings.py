@@ -33,8 +33,6 @@ class KafkaSettings(_Group):
     # Records handled together: placed in one batch, their outputs' acks awaited once.
     batch_size: int = 200
     batch_within_s: float = 0.02
-    # How long a thread may keep the GIL while another waits (Python's default: 0.005).
-    gil_switch_interval_s: float = 0.0005
 
 
 class RedisSettings(_Group):

@@ -77,10 +77,6 @@ def _ready_worker_class() -> type:
 
 def run_worker(settings: Settings, *, datadir: Path) -> None:
     """Run until SIGTERM/SIGINT; mode's worker stops the app gracefully on either."""
-    # The decisions run in a worker thread that waits on Redis many times per batch;
-    # after each wait it needs the GIL back from the event loop, which by default keeps
-    # it for up to 5 ms. A shorter interval hands it over sooner (measured: bench/live).
-    sys.setswitchinterval(settings.kafka.gil_switch_interval_s)
     wait_for_kafka(settings.kafka.bootstrap_servers, 60.0)
     created = ensure_topics(settings)
     if created:
