@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 
+import orjson
 import redis
 from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -120,7 +121,9 @@ def _unavailable_on_io_error() -> Iterator[None]:
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # orjson writes what json.dumps(ensure_ascii=False, separators=(",", ":")) writes (floats
+    # in exponent form aside, which parse back the same), at a fraction of the cost.
+    return orjson.dumps(value).decode()
 
 
 def _dt(moment: datetime) -> str:
