@@ -40,6 +40,19 @@ class _CountingConnection(redis.Connection):
         super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
 
+def _server_time(client: redis.Redis) -> list[str]:
+    """Where Redis itself spent its time: total µs per command, the largest first."""
+    stats = client.info("commandstats")
+    rows = sorted(
+        (
+            (int(v["usec"]), k.removeprefix("cmdstat_"), float(v["usec_per_call"]))
+            for k, v in stats.items()
+        ),
+        reverse=True,
+    )
+    return [f"{name} {usec / 1e6:.2f} s ({per:.0f} µs/call)" for usec, name, per in rows[:4]]
+
+
 def _commands(client: redis.Redis) -> int:
     stats = client.info("commandstats")
     return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
@@ -89,6 +102,7 @@ def run(args: argparse.Namespace) -> None:
             elapsed = time.perf_counter() - started
             trips = _CountingConnection.sent
             commands = _commands(client)
+            server = _server_time(client)
     print(f"{len(lines)} records in {elapsed:.2f} s: {len(lines) / elapsed:,.0f} records/s")
     for kind, times in per_kind.items():
         if times:
@@ -99,6 +113,7 @@ def run(args: argparse.Namespace) -> None:
             )
     print(f"  Redis commands: {commands:,} ({commands / len(lines):.1f} per record)")
     print(f"  Redis round trips: {trips:,} ({trips / len(lines):.2f} per record)")
+    print(f"  Redis server time: {'; '.join(server)}")
     if profiler:
         # Counts, unlike seconds, do not depend on what else the machine is doing.
         stats = pstats.Stats(profiler)
