@@ -66,11 +66,7 @@ def build_app(
         producer_acks=-1,
     )
     source = app.topic(*topics.inputs, key_serializer="raw", value_serializer="raw")
-    sinks = {
-        name: app.topic(name, key_serializer="raw", value_serializer="raw")
-        for name in topics.outputs
-    }
-    worker = _Worker(processor, sinks, hooks or WorkerHooks())
+    worker = _Worker(processor, app, hooks or WorkerHooks())
 
     @app.agent(source, concurrency=1)
     async def match(stream: Any) -> None:  # faust.Stream: StreamT lacks take_events
@@ -87,11 +83,9 @@ _Item = tuple[bytes | None, bytes | None, RecordSource, Parsed]
 
 
 class _Worker:
-    def __init__(
-        self, processor: RecordProcessor, sinks: dict[str, Any], hooks: WorkerHooks
-    ) -> None:
+    def __init__(self, processor: RecordProcessor, app: faust.App, hooks: WorkerHooks) -> None:
         self._processor = processor
-        self._sinks = sinks
+        self._app = app
         self._hooks = hooks
 
     async def handle_batch(self, events: Sequence[Any]) -> None:
@@ -156,8 +150,12 @@ class _Worker:
         return done, None
 
     async def _send(self, outgoing: list[Outgoing]) -> list[Awaitable[Any]]:
+        # Straight to the app's producer: values are bytes already, and faust's Topic.send
+        # (serializers, FutureMessage, callbacks) cost ~0.7 ms per output here.
+        producer = self._app.producer
         return [
-            await self._sinks[item.topic].send(key=item.key, value=item.value) for item in outgoing
+            await producer.send(item.topic, item.key, item.value, None, None, None)
+            for item in outgoing
         ]
 
 
