@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -35,6 +36,7 @@ from streams.topics import TopicNames
 log = logging.getLogger(__name__)
 
 BEIJING = timezone(timedelta(hours=8))
+SENT_REMEMBERED = 10_000
 ACTION_EVENT = {
     "accept": "assignment.accepted",
     "decline": "assignment.declined",
@@ -84,17 +86,27 @@ class CoordinatorDesk:
         self._publisher = publisher
         self._topics = topics
         self._clock = clock
+        # Answers already published: a double click must not publish a second event
+        # (the worker would dead-letter it) before the board has read the first back.
+        self._sent: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def respond(
         self, viewer: Viewer, assignment_id: str, action: str, rating: int | None = None
     ) -> dict[str, Any]:
         event = self.response_event(viewer, assignment_id, action, rating)
+        if (assignment_id, action) in self._sent:
+            raise ResponseRejectedError(
+                f"{action!r} was already sent for this assignment", status=409
+            )
         raw = json.dumps(event, ensure_ascii=False).encode()
         parse_input(raw)  # what we send must pass the contract the worker checks
         try:
             await self._publisher.publish(self._topics.responses, event["need_id"].encode(), raw)
         except Exception as exc:
             raise ResponseNotPublishedError(f"the broker did not take the answer: {exc}") from exc
+        self._sent[(assignment_id, action)] = None
+        while len(self._sent) > SENT_REMEMBERED:
+            self._sent.popitem(last=False)
         log.info("coordinator answer %s for assignment %s", event["type"], assignment_id)
         return event
 

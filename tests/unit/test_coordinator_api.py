@@ -186,3 +186,14 @@ def test_tokens_name_their_community() -> None:
     assert tokens.viewer("") is None
     assert tokens.viewer("tok-c3") is None
     assert "tok-c1" not in repr(TOKENS)
+
+
+@pytest.mark.asyncio
+async def test_a_double_click_publishes_one_answer(
+    client: TestClient[Any, Any], board: Board, publisher: RecordingPublisher
+) -> None:
+    body = {"assignment_id": assignment_id(board), "action": "accept"}
+    first = await client.post("/coordinator/api/respond", json=body, headers=auth("tok-c1"))
+    second = await client.post("/coordinator/api/respond", json=body, headers=auth("tok-c1"))
+    assert (first.status, second.status) == (200, 409)
+    assert len(publisher.sent) == 1
