@@ -496,7 +496,7 @@ class RedisStore:
         key_prefix: str,
         *,
         ttl_s: int = DEFAULT_TTL_S,
-        cache_entries: int = 200_000,
+        cache_entries: int = 100_000,
     ) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")

@@ -53,7 +53,9 @@ def ensure_topics(settings: Settings) -> list[str]:
 def build_processor(settings: Settings, client: redis.Redis) -> RecordProcessor:
     from models.factory import build_skill_model
 
-    store = RedisStore(client, settings.redis.key_prefix)
+    store = RedisStore(
+        client, settings.redis.key_prefix, cache_entries=settings.redis.cache_entries
+    )
     skills = build_skill_model(settings.model)
     return RecordProcessor(store, skills, topics_of(settings))
 
