@@ -313,10 +313,11 @@ class Board:
     def _need_view(
         self, viewer: Viewer, need: NeedRow, missing: int, now: datetime
     ) -> dict[str, Any]:
-        if need.unmatched is None:
-            reason, pending = "awaiting_match", True
-        elif need.window_end <= now and need.unmatched.pending:
+        if need.window_end <= now and (need.unmatched is None or need.unmatched.pending):
+            # The service says so at its next event; the page need not wait for one.
             reason, pending = "expired", False
+        elif need.unmatched is None:
+            reason, pending = "awaiting_match", True
         else:
             reason, pending = need.unmatched.reason, need.unmatched.pending
         row: dict[str, Any] = {
