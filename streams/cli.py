@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         "VOLMATCH_REDIS__URL (redis://localhost:6379/0), VOLMATCH_KAFKA__GROUP_ID (volmatch).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    worker = sub.add_parser("worker", help="run the matching worker until SIGTERM")
+    worker = sub.add_parser(
+        "worker",
+        help="run the matching worker until SIGTERM (with /metrics, /healthz, /readyz and, "
+        "when coordinator tokens are set, the coordinator page on VOLMATCH_OPS__PORT)",
+    )
     worker.add_argument(
         "--datadir",
         type=Path,
