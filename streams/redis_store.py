@@ -415,6 +415,44 @@ class _CachedIndex:
     members: frozenset[str]
 
 
+# A volunteer's and a need's state as one MULTI reads it: the version first, then the data
+# it guards. Units and the batch prefetch queue and decode them the same way.
+_VOLUNTEER_REPLIES: Final = 3
+_NEED_REPLIES: Final = 4
+
+
+def _queue_volunteer_read(pipe: Pipeline, keys: _Keys, volunteer_id: str) -> None:
+    pipe.get(keys.version("vol", volunteer_id))
+    pipe.get(keys.volunteer(volunteer_id))
+    pipe.lrange(keys.volunteer_bookings(volunteer_id), 0, -1)
+
+
+def _queue_need_read(pipe: Pipeline, keys: _Keys, need_id: str) -> None:
+    pipe.get(keys.version("need", need_id))
+    pipe.get(keys.need(need_id))
+    pipe.lrange(keys.need_bookings(need_id), 0, -1)
+    pipe.hget(keys.pending(), need_id)
+
+
+def _volunteer_read(replies: Sequence[Any]) -> _CachedVolunteer:
+    version, raw, ids = replies
+    return _CachedVolunteer(
+        _version(version),
+        decode_volunteer(_text(raw)) if raw is not None else None,
+        tuple(_text(a) for a in ids),
+    )
+
+
+def _need_read(replies: Sequence[Any]) -> _CachedNeed:
+    version, raw, ids, pending = replies
+    return _CachedNeed(
+        _version(version),
+        decode_need(_text(raw)) if raw is not None else None,
+        tuple(_text(a) for a in ids),
+        decode_need(_text(pending)) if pending is not None else None,
+    )
+
+
 class _ExpiryView:
     """The expiry ZSET's entries that may expire during a batch: need id -> latest start
     (epoch s), with a heap so each event finds the expired ones without a scan."""
@@ -532,14 +570,9 @@ class RedisStore:
             horizon = latest.timestamp() if latest is not None else float("-inf")
             pipe.zrangebyscore(keys.expiry(), "-inf", f"({horizon!r}", withscores=True)
             for n in need_ids:
-                pipe.get(keys.version("need", n))
-                pipe.get(keys.need(n))
-                pipe.lrange(keys.need_bookings(n), 0, -1)
-                pipe.hget(keys.pending(), n)
+                _queue_need_read(pipe, keys, n)
             for v in volunteer_ids:
-                pipe.get(keys.version("vol", v))
-                pipe.get(keys.volunteer(v))
-                pipe.lrange(keys.volunteer_bookings(v), 0, -1)
+                _queue_volunteer_read(pipe, keys, v)
             replies = list(pipe.execute())
         outboxes, expiring = replies[0], replies[1]
         found = {
@@ -560,28 +593,23 @@ class RedisStore:
         self, replies: list[Any], need_ids: Sequence[str], volunteer_ids: Sequence[str]
     ) -> None:
         cache = self._cache
-        needs = [replies[4 * i : 4 * i + 4] for i in range(len(need_ids))]
-        vols = [replies[4 * len(need_ids) + 3 * i :][:3] for i in range(len(volunteer_ids))]
-        listed = [_text(a) for _, _, ids, *_ in [*needs, *vols] for a in ids]
+        n, v = _NEED_REPLIES, _VOLUNTEER_REPLIES
+        needs = [_need_read(replies[n * i : n * i + n]) for i in range(len(need_ids))]
+        base = n * len(need_ids)
+        vols = [
+            _volunteer_read(replies[base + v * i : base + v * i + v])
+            for i in range(len(volunteer_ids))
+        ]
+        owners: list[_CachedNeed | _CachedVolunteer] = [*needs, *vols]
+        listed = [a for entry in owners for a in entry.booking_ids]
         if listed:  # after the owners' versions, as a unit reads them
             with _unavailable_on_io_error():
                 raws = self._client.mget([self._keys.booking(a) for a in listed])
             for assignment_id, raw in zip(listed, raws, strict=True):
                 if raw is not None:
                     cache.bookings[assignment_id] = decode_booking(_text(raw))
-        for n, (version, raw, ids, pending) in zip(need_ids, needs, strict=True):
-            cache.needs[n] = _CachedNeed(
-                _version(version),
-                decode_need(_text(raw)) if raw is not None else None,
-                tuple(_text(a) for a in ids),
-                decode_need(_text(pending)) if pending is not None else None,
-            )
-        for v, (version, raw, ids) in zip(volunteer_ids, vols, strict=True):
-            cache.volunteers[v] = _CachedVolunteer(
-                _version(version),
-                decode_volunteer(_text(raw)) if raw is not None else None,
-                tuple(_text(a) for a in ids),
-            )
+        cache.needs.update(zip(need_ids, needs, strict=True))
+        cache.volunteers.update(zip(volunteer_ids, vols, strict=True))
         cache.trim()
 
     def end_batch(self) -> None:
@@ -640,30 +668,18 @@ class RedisUnitOfWork:
     def _load_volunteers(self, volunteer_ids: Iterable[str]) -> None:
         self._open()  # even when cached: a committed unit must not be read again
         missing = [v for v in dict.fromkeys(volunteer_ids) if v not in self._volunteers]
-        if not missing:
-            return
-        keys = self._keys
         missing = self._volunteers_from_cache(missing)
         if not missing:
             return
 
         def build(pipe: Pipeline) -> None:
             for v in missing:
-                pipe.get(keys.version("vol", v))
-                pipe.get(keys.volunteer(v))
-                pipe.lrange(keys.volunteer_bookings(v), 0, -1)
+                _queue_volunteer_read(pipe, self._keys, v)
 
         replies = self._transaction(build)
+        size = _VOLUNTEER_REPLIES
         for i, v in enumerate(missing):
-            version, raw, ids = replies[3 * i : 3 * i + 3]
-            booking_ids = [_text(a) for a in ids]
-            self._volunteers[v] = _VolunteerState(
-                version_key=keys.version("vol", v),
-                version=_version(version),
-                record=decode_volunteer(_text(raw)) if raw is not None else None,
-                booking_ids=booking_ids,
-                stored_bookings=len(booking_ids),
-            )
+            self._adopt_volunteer(v, _volunteer_read(replies[size * i : size * i + size]))
         self._load_bookings(
             (a for v in missing for a in self._volunteers[v].booking_ids), fresh=True
         )
@@ -676,14 +692,34 @@ class RedisUnitOfWork:
             if entry is None or not self._adopt_cached_bookings(entry.booking_ids):
                 rest.append(v)
                 continue
-            self._volunteers[v] = _VolunteerState(
-                version_key=self._keys.version("vol", v),
-                version=entry.version,
-                record=entry.record,
-                booking_ids=list(entry.booking_ids),
-                stored_bookings=len(entry.booking_ids),
-            )
+            self._adopt_volunteer(v, entry)
         return rest
+
+    def _adopt_volunteer(self, volunteer_id: str, entry: _CachedVolunteer) -> None:
+        self._volunteers[volunteer_id] = _VolunteerState(
+            version_key=self._keys.version("vol", volunteer_id),
+            version=entry.version,
+            record=entry.record,
+            booking_ids=list(entry.booking_ids),
+            stored_bookings=len(entry.booking_ids),
+        )
+
+    def _load_needs(self, need_ids: Iterable[str]) -> None:
+        self._open()  # even when cached: a committed unit must not be read again
+        missing = [n for n in dict.fromkeys(need_ids) if n not in self._needs]
+        missing = self._needs_from_cache(missing)
+        if not missing:
+            return
+
+        def build(pipe: Pipeline) -> None:
+            for n in missing:
+                _queue_need_read(pipe, self._keys, n)
+
+        replies = self._transaction(build)
+        size = _NEED_REPLIES
+        for i, n in enumerate(missing):
+            self._adopt_need(n, _need_read(replies[size * i : size * i + size]))
+        self._load_bookings((a for n in missing for a in self._needs[n].booking_ids), fresh=True)
 
     def _needs_from_cache(self, wanted: list[str]) -> list[str]:
         rest = []
@@ -692,15 +728,18 @@ class RedisUnitOfWork:
             if entry is None or not self._adopt_cached_bookings(entry.booking_ids):
                 rest.append(n)
                 continue
-            self._needs[n] = _NeedState(
-                version_key=self._keys.version("need", n),
-                version=entry.version,
-                record=entry.record,
-                booking_ids=list(entry.booking_ids),
-                pending=entry.pending,
-                stored_bookings=len(entry.booking_ids),
-            )
+            self._adopt_need(n, entry)
         return rest
+
+    def _adopt_need(self, need_id: str, entry: _CachedNeed) -> None:
+        self._needs[need_id] = _NeedState(
+            version_key=self._keys.version("need", need_id),
+            version=entry.version,
+            record=entry.record,
+            booking_ids=list(entry.booking_ids),
+            pending=entry.pending,
+            stored_bookings=len(entry.booking_ids),
+        )
 
     def _adopt_cached_bookings(self, booking_ids: Sequence[str]) -> bool:
         """Take an owner's bookings from the cache; False when one is missing there."""
@@ -710,37 +749,6 @@ class RedisUnitOfWork:
         for a in booking_ids:
             self._bookings.setdefault(a, cached[a])
         return True
-
-    def _load_needs(self, need_ids: Iterable[str]) -> None:
-        self._open()  # even when cached: a committed unit must not be read again
-        missing = [n for n in dict.fromkeys(need_ids) if n not in self._needs]
-        if not missing:
-            return
-        keys = self._keys
-        missing = self._needs_from_cache(missing)
-        if not missing:
-            return
-
-        def build(pipe: Pipeline) -> None:
-            for n in missing:
-                pipe.get(keys.version("need", n))
-                pipe.get(keys.need(n))
-                pipe.lrange(keys.need_bookings(n), 0, -1)
-                pipe.hget(keys.pending(), n)
-
-        replies = self._transaction(build)
-        for i, n in enumerate(missing):
-            version, raw, ids, pending = replies[4 * i : 4 * i + 4]
-            booking_ids = [_text(a) for a in ids]
-            self._needs[n] = _NeedState(
-                version_key=keys.version("need", n),
-                version=_version(version),
-                record=decode_need(_text(raw)) if raw is not None else None,
-                booking_ids=booking_ids,
-                pending=decode_need(_text(pending)) if pending is not None else None,
-                stored_bookings=len(booking_ids),
-            )
-        self._load_bookings((a for n in missing for a in self._needs[n].booking_ids), fresh=True)
 
     def _load_bookings(self, assignment_ids: Iterable[str], *, fresh: bool = False) -> None:
         # Read after the owners' versions: a booking changed since moves those versions,
