@@ -54,9 +54,6 @@ class RecordProcessor:
         self._engine = Engine(self._switch, skills)
         self._topics = topics
         self._max_attempts = max_attempts
-        # From the batch's prefetch: outboxes found, and events known to have none.
-        self._outboxes: dict[str, list[str]] = {}
-        self._without_outbox: set[str] = set()
 
     @property
     def matcher_version(self) -> str:
@@ -77,7 +74,6 @@ class RecordProcessor:
     def _prefetch(self, events: Sequence[InputEvent]) -> None:
         """One round trip for the batch's outboxes and expiry candidates; when Redis is
         away, each record reads its own later (with the worker's retries)."""
-        self._outboxes, self._without_outbox = {}, set()
         ids = list(dict.fromkeys(e.event_id for e in events))
         # The engine's clock for an event is its occurred_at rounded up to the slot grid.
         latest = max((round_up(e.occurred_at) for e in events), default=None)
@@ -85,28 +81,15 @@ class RecordProcessor:
         volunteer_ids = list(
             dict.fromkeys(v for e in events if (v := getattr(e, "volunteer_id", None)))
         )
+        self._store.end_batch()  # nothing of the last batch's prefetch may linger
         try:
-            self._outboxes = self._store.prefetch(
-                ids, latest, need_ids=need_ids, volunteer_ids=volunteer_ids
-            )
+            self._store.prefetch(ids, latest, need_ids=need_ids, volunteer_ids=volunteer_ids)
         except StoreUnavailableError as exc:
             self._store.end_batch()
             log.warning("batch prefetch skipped: %s", exc)
-            return
-        self._without_outbox = set(ids) - set(self._outboxes)
 
     def end_batch(self) -> None:
-        self._outboxes, self._without_outbox = {}, set()
         self._store.end_batch()
-
-    def _stored_outbox(self, event_id: str) -> list[str] | None:
-        if event_id in self._outboxes:
-            return self._outboxes[event_id]
-        if event_id in self._without_outbox:
-            # Once only: a second record with this id in the batch must see the first's.
-            self._without_outbox.discard(event_id)
-            return None
-        return self._store.outbox(event_id)
 
     def process(
         self,
@@ -121,7 +104,7 @@ class RecordProcessor:
         if isinstance(event, InvalidEventError):
             log.info("rejected %s: %s", _where(source), event.message)
             return [self.dead_letter(event.message, data, key, source)]
-        stored = self._stored_outbox(event.event_id)
+        stored = self._store.outbox(event.event_id)
         if stored is not None:
             return self._replayed(event, stored, source)
         return self._decide(event, data, key, source)

@@ -502,8 +502,11 @@ class _ReadCache:
         # Needs in the expiry ZSET that may expire during the current batch (need id ->
         # latest start, epoch s), read once per batch; None: read Redis at each event.
         self.expiry_view: _ExpiryView | None = None
-        # Events whose outbox was empty when the batch began: their seen check is left to
-        # the commit script, which refuses a duplicate anyway.
+        # The batch's events, as its prefetch found them: their outboxes (committed before)
+        # and those that had none. An event known to have none needs no outbox read or seen
+        # check before its unit commits: the commit script refuses a duplicate anyway. Kept
+        # with the cache off too (they only spare round trips); cleared by ``end_batch``.
+        self.outboxes: dict[str, list[str]] = {}
         self.unseen: set[str] = set()
 
     @property
@@ -555,10 +558,11 @@ class RedisStore:
         *,
         need_ids: Sequence[str] = (),
         volunteer_ids: Sequence[str] = (),
-    ) -> dict[str, list[str]]:
+    ) -> None:
         """Before a batch, in one MULTI: the outboxes of its events (those committed
-        before), the needs that may expire before ``latest`` (the batch's last event
-        time), and the needs and volunteers its events name, into the read cache.
+        before; ``outbox`` then answers from them), the needs that may expire before
+        ``latest`` (the batch's last event time), and the needs and volunteers its
+        events name, into the read cache.
         Expiry read this way misses needs another worker adds during the batch; expiry
         is lazy anyway, and a later batch finds them."""
         keys, cache = self._keys, self._cache
@@ -575,19 +579,18 @@ class RedisStore:
                 _queue_volunteer_read(pipe, keys, v)
             replies = list(pipe.execute())
         outboxes, expiring = replies[0], replies[1]
-        found = {
+        cache.outboxes = {
             e: json.loads(_text(raw))
             for e, raw in zip(event_ids, outboxes, strict=False)
             if raw is not None
         }
+        cache.unseen = {e for e in event_ids if e not in cache.outboxes}
         if not cache.enabled:
-            return found
-        cache.unseen = {e for e in event_ids if e not in found}
+            return
         if latest is not None:
             entries = ((_text(n), float(score)) for n, score in expiring)
             cache.expiry_view = _ExpiryView(entries, horizon)
         self._cache_states(replies[2:], need_ids, volunteer_ids)
-        return found
 
     def _cache_states(
         self, replies: list[Any], need_ids: Sequence[str], volunteer_ids: Sequence[str]
@@ -614,6 +617,7 @@ class RedisStore:
 
     def end_batch(self) -> None:
         self._cache.expiry_view = None
+        self._cache.outboxes = {}
         self._cache.unseen = set()
 
     def seen(self, event_id: str) -> bool:
@@ -622,7 +626,13 @@ class RedisStore:
 
     def outbox(self, event_id: str) -> list[str] | None:
         """The outputs committed with ``event_id``, or None if it was never committed
-        (or its outbox has expired)."""
+        (or its outbox has expired). Answered from the batch's prefetch where it can be:
+        an event stays "unseen" there only until a unit for it has tried to commit."""
+        cache = self._cache
+        if event_id in cache.outboxes:
+            return cache.outboxes[event_id]
+        if event_id in cache.unseen:
+            return None
         with _unavailable_on_io_error():
             raw = self._client.get(self._keys.outbox(event_id))
         if raw is None:
@@ -995,6 +1005,7 @@ class RedisUnitOfWork:
     def _remember_committed_state(self) -> None:
         """Every state this unit read is now known at its new version."""
         cache = self._cache
+        cache.unseen.discard(self.event_id)
         if not cache.enabled:
             return
         for v, vol in self._volunteers.items():
@@ -1013,7 +1024,6 @@ class RedisUnitOfWork:
                 index.version + index.bumps(), frozenset(index.members)
             )
         cache.bookings.update(self._bookings)
-        cache.unseen.discard(self.event_id)
         cache.trim()
 
     def _forget_what_was_read(self) -> None:
