@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from schemas.codec import parse_input
 from schemas.events import (
@@ -28,6 +28,9 @@ from schemas.events import (
     VolunteerAvailable,
 )
 from schemas.exceptions import InvalidEventError
+
+if TYPE_CHECKING:  # annotations only: the board stays free of Kafka clients
+    from streams.lag import PartitionEntry
 
 TopicKind = Literal["needs", "volunteers", "assignments", "unmatched", "responses"]
 AssignmentStatus = Literal["proposed", "accepted", "declined", "completed", "cancelled"]
@@ -109,17 +112,6 @@ class VolunteerInfo:
     kind: str
 
 
-@dataclass(frozen=True)
-class LagRow:
-    topic: str
-    partition: int
-    committed: int | None
-    log_end: int
-    lag: int
-    lag_seconds: float
-    status: str = "OK"
-
-
 class Board:
     """Folds records from the service's topics into what the coordinator page shows."""
 
@@ -133,7 +125,7 @@ class Board:
         # ordered with each other.
         self._early_answers: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._seq = 0
-        self.lag: list[LagRow] = []
+        self.lag: list[PartitionEntry] = []
         self.records_read = 0
         self.caught_up = False
 
@@ -274,8 +266,8 @@ class Board:
     def assignment(self, assignment_id: str) -> AssignmentRow | None:
         return self._assignments.get(assignment_id)
 
-    def set_lag(self, rows: Iterable[LagRow]) -> None:
-        self.lag = sorted(rows, key=lambda r: (r.topic, r.partition))
+    def set_lag(self, entries: Iterable[PartitionEntry]) -> None:
+        self.lag = sorted(entries, key=lambda e: (e["topic"], e["partition"]))
 
     def view(self, viewer: Viewer, now: datetime) -> dict[str, Any]:
         """What the page shows to ``viewer``: JSON-ready, personal data only where allowed."""
@@ -289,7 +281,7 @@ class Board:
             "open_needs": self._open_needs(viewer, now),
             "assignments": self._recent_assignments(viewer),
             "fill_rate": self.fill_rates(),
-            "lag": [vars(row) for row in self.lag],
+            "lag": list(self.lag),
         }
 
     def _visible(self, viewer: Viewer, community: str) -> bool:

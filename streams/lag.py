@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TypedDict
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
@@ -125,13 +125,7 @@ def run_lag_command(
                 file=sys.stderr,
             )
             return EXIT_UNREACHABLE
-        now_s = time.time()
-        statuses = {
-            (r.topic, r.partition): tracker.add(
-                r.topic, r.partition, Sample(now_s, r.committed, r.log_end)
-            )
-            for r in rows
-        }
+        statuses = track_statuses(tracker, rows, time.time())
         if as_json:
             out.write(json.dumps(_lag_document(group, rows, ages, statuses)) + "\n")
         else:
@@ -147,6 +141,50 @@ def run_lag_command(
         time.sleep(watch_s)
 
 
+def track_statuses(
+    tracker: StatusTracker, rows: Sequence[PartitionLag], at_s: float
+) -> dict[tuple[str, int], Status]:
+    """One sample per partition into ``tracker``; each partition's status after it."""
+    return {
+        (r.topic, r.partition): tracker.add(
+            r.topic, r.partition, Sample(at_s, r.committed, r.log_end)
+        )
+        for r in rows
+    }
+
+
+class PartitionEntry(TypedDict):
+    topic: str
+    partition: int
+    committed: int | None
+    log_end: int
+    lag: int
+    lag_seconds: float
+    status: str
+
+
+def partition_entries(
+    rows: Sequence[PartitionLag],
+    ages: Mapping[tuple[str, int], float],
+    statuses: Mapping[tuple[str, int], Status],
+    *,
+    digits: int = 3,
+) -> list[PartitionEntry]:
+    """Per partition, as ``lag --json`` and the coordinator page show it."""
+    return [
+        {
+            "topic": r.topic,
+            "partition": r.partition,
+            "committed": r.committed,
+            "log_end": r.log_end,
+            "lag": r.lag,
+            "lag_seconds": round(ages.get((r.topic, r.partition), 0.0), digits),
+            "status": statuses[(r.topic, r.partition)].value,
+        }
+        for r in rows
+    ]
+
+
 def _lag_document(
     group: str,
     rows: Sequence[PartitionLag],
@@ -156,16 +194,5 @@ def _lag_document(
     return {
         "group": group,
         "total_lag": sum(r.lag for r in rows),
-        "partitions": [
-            {
-                "topic": r.topic,
-                "partition": r.partition,
-                "committed": r.committed,
-                "log_end": r.log_end,
-                "lag": r.lag,
-                "lag_seconds": round(ages.get((r.topic, r.partition), 0.0), 3),
-                "status": statuses[(r.topic, r.partition)].value,
-            }
-            for r in rows
-        ],
+        "partitions": partition_entries(rows, ages, statuses),
     }

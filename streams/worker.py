@@ -14,7 +14,7 @@ from aiohttp import web
 
 from matcher.settings import Settings
 from streams.app import WorkerHooks, build_app
-from streams.board import Board, LagRow
+from streams.board import Board
 from streams.coordinator import (
     BoardFeed,
     CoordinatorDesk,
@@ -24,8 +24,8 @@ from streams.coordinator import (
     add_coordinator_routes,
 )
 from streams.infra import create_topics, wait_for_kafka
-from streams.lag import PartitionLag, consumer_lag, oldest_unconsumed_age_s
-from streams.lagstatus import Sample, StatusTracker
+from streams.lag import consumer_lag, oldest_unconsumed_age_s, partition_entries, track_statuses
+from streams.lagstatus import StatusTracker
 from streams.ops import Metrics, Readiness, ops_app, serve
 from streams.processor import RecordProcessor
 from streams.redis_store import RedisStore
@@ -141,30 +141,8 @@ def _add_ops(app: Any, settings: Settings, metrics: Metrics, client: redis.Redis
         metrics.set_lag(rows, ages)
         metrics.set_broker_reachable(True)
         if board is not None:
-            board.set_lag(_lag_rows(rows, ages, tracker, time.monotonic()))
-
-
-def _lag_rows(
-    rows: list[PartitionLag],
-    ages: dict[tuple[str, int], float],
-    tracker: StatusTracker,
-    at_s: float,
-) -> list[LagRow]:
-    found = []
-    for row in rows:
-        status = tracker.add(row.topic, row.partition, Sample(at_s, row.committed, row.log_end))
-        found.append(
-            LagRow(
-                topic=row.topic,
-                partition=row.partition,
-                committed=row.committed,
-                log_end=row.log_end,
-                lag=row.lag,
-                lag_seconds=round(ages.get((row.topic, row.partition), 0.0), 1),
-                status=str(status),
-            )
-        )
-    return found
+            statuses = track_statuses(tracker, rows, time.monotonic())
+            board.set_lag(partition_entries(rows, ages, statuses, digits=1))
 
 
 def _add_coordinator(app: Any, web_app: web.Application, settings: Settings) -> Board:
