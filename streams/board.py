@@ -32,6 +32,7 @@ from schemas.exceptions import InvalidEventError
 if TYPE_CHECKING:  # annotations only: the board stays free of Kafka clients
     from streams.lag import PartitionEntry
 
+Answer = AssignmentAccepted | AssignmentDeclined | AssignmentCompleted
 TopicKind = Literal["needs", "volunteers", "assignments", "unmatched", "responses"]
 AssignmentStatus = Literal["proposed", "accepted", "declined", "completed", "cancelled"]
 # Answers a coordinator may still give to an assignment in each status.
@@ -70,12 +71,10 @@ class NeedRow:
     text: str
     window_start: datetime
     window_end: datetime
-    duration_minutes: int
     headcount: int
     urgency: str
     source: str
     contact: dict[str, Any] | None
-    posted_at: datetime
     cancelled: bool = False
     unmatched: Unmatched | None = None
     service_type: str | None = None
@@ -93,7 +92,6 @@ class AssignmentRow:
     score: float
     reasons: dict[str, float]
     service_type: str | None
-    proposed_at: str
     status: AssignmentStatus = "proposed"
     rating: int | None = None
     seq: int = 0
@@ -123,7 +121,7 @@ class Board:
         self._volunteers: dict[str, VolunteerInfo] = {}
         # The answer to a booking may be read before the booking itself: topics are not
         # ordered with each other.
-        self._early_answers: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._early_answers: dict[tuple[str, str], list[Answer]] = {}
         self._seq = 0
         self.lag: list[PartitionEntry] = []
         self.records_read = 0
@@ -149,10 +147,6 @@ class Board:
         elif kind == "unmatched":
             self._apply_unmatched(event)
 
-    def apply_all(self, records: Iterable[tuple[TopicKind, bytes]]) -> None:
-        for kind, raw in records:
-            self.apply(kind, raw)
-
     def _apply_input(self, raw: bytes) -> None:
         try:
             event = parse_input(raw)
@@ -167,11 +161,7 @@ class Board:
         elif isinstance(event, VolunteerAvailable):
             self._volunteers[event.volunteer_id] = VolunteerInfo(event.name, event.kind)
         elif isinstance(event, AssignmentAccepted | AssignmentDeclined | AssignmentCompleted):
-            answer: dict[str, Any] = {"type": event.type, "need_id": event.need_id}
-            answer["volunteer_id"] = event.volunteer_id
-            if isinstance(event, AssignmentCompleted):
-                answer["rating"] = event.rating
-            self._apply_answer(answer)
+            self._apply_answer(event)
 
     def _add_need(self, event: NeedPosted) -> None:
         if event.need_id in self._needs:
@@ -182,12 +172,10 @@ class Board:
             text=event.text,
             window_start=event.window.start,
             window_end=event.window.end,
-            duration_minutes=event.duration_minutes,
             headcount=event.headcount,
             urgency=event.urgency,
             source=event.source,
             contact=event.contact,
-            posted_at=event.occurred_at,
         )
         while len(self._needs) > self._max_needs:
             _, oldest = self._needs.popitem(last=False)
@@ -217,7 +205,6 @@ class Board:
             score=float(event.get("score", 0.0)),
             reasons={str(k): float(v) for k, v in (event.get("reasons") or {}).items()},
             service_type=event.get("service_type"),
-            proposed_at=str(event.get("occurred_at", "")),
             seq=self._seq,
         )
         self._assignments[assignment_id] = row
@@ -238,19 +225,19 @@ class Board:
         )
         need.service_type = need.service_type or event.get("service_type")
 
-    def _apply_answer(self, answer: dict[str, Any]) -> None:
-        pair = (answer["need_id"], answer["volunteer_id"])
+    def _apply_answer(self, answer: Answer) -> None:
+        pair = (answer.need_id, answer.volunteer_id)
         row = self._live_assignment(*pair)
         if row is None:
             self._early_answers.setdefault(pair, []).append(answer)
             return
-        if answer["type"] == "assignment.accepted" and row.status == "proposed":
+        if isinstance(answer, AssignmentAccepted) and row.status == "proposed":
             row.status = "accepted"
-        elif answer["type"] == "assignment.declined":
+        elif isinstance(answer, AssignmentDeclined):
             row.status = "declined"
-        elif answer["type"] == "assignment.completed":
+        elif isinstance(answer, AssignmentCompleted):
             row.status = "completed"
-            row.rating = answer.get("rating")
+            row.rating = answer.rating
 
     def _live_assignment(self, need_id: str, volunteer_id: str) -> AssignmentRow | None:
         need = self._needs.get(need_id)
