@@ -20,13 +20,14 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from importlib import resources
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from matcher.settings import CoordinatorSettings
+from matcher.timeslots import BEIJING
 from schemas.codec import parse_input
 from streams.board import Board, TopicKind, Viewer
 from streams.exceptions import ResponseNotPublishedError, ResponseRejectedError
@@ -35,7 +36,6 @@ from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
-BEIJING = timezone(timedelta(hours=8))
 SENT_REMEMBERED = 10_000
 ACTION_EVENT = {
     "accept": "assignment.accepted",
