@@ -281,11 +281,11 @@ class BoardFeed:
     async def _follow(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        counts = await asyncio.to_thread(partitions_of, self._bootstrap, list(self._kinds))
-        missing = sorted(set(self._kinds) - set(counts))
+        found = await asyncio.to_thread(partitions_of, self._bootstrap, list(self._kinds))
+        missing = sorted(set(self._kinds) - {tp.topic for tp in found})
         if missing:
             raise RuntimeError(f"topics {', '.join(missing)} do not exist yet")
-        partitions = [TopicPartition(t, p) for t, parts in counts.items() for p in parts]
+        partitions = [TopicPartition(tp.topic, tp.partition) for tp in found]
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
         )

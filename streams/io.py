@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -118,9 +118,7 @@ def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any
     as kafka-python ``ConsumerRecord``s. Raises TimeoutError if the end is not reached."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        partitions = topic_partitions(consumer, [topic])
         if not partitions:
             return []
         consumer.assign(partitions)
@@ -138,11 +136,19 @@ def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any
         consumer.close()
 
 
-def partitions_of(bootstrap: str, topics: Iterator[str] | list[str]) -> dict[str, list[int]]:
-    """Each existing topic's partition numbers (a topic not there yet is left out)."""
+def topic_partitions(consumer: KafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of ``topics``, in order (a topic not there yet has none)."""
+    return [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+
+
+def partitions_of(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
+    """``topic_partitions`` with a consumer of its own."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     try:
-        found = {topic: sorted(consumer.partitions_for_topic(topic) or ()) for topic in topics}
+        return topic_partitions(consumer, topics)
     finally:
         consumer.close()
-    return {topic: parts for topic, parts in found.items() if parts}

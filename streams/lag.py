@@ -11,6 +11,7 @@ from typing import IO, TypedDict
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
+from streams.io import topic_partitions
 from streams.lagstatus import Sample, Status, StatusTracker
 
 
@@ -36,11 +37,7 @@ def consumer_lag(bootstrap: str, group: str, topics: Sequence[str]) -> list[Part
             for tp, meta in admin.list_consumer_group_offsets(group).items()
             if meta.offset >= 0
         }
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        partitions = topic_partitions(consumer, topics)
         ends = consumer.end_offsets(partitions) if partitions else {}
     finally:
         consumer.close()
