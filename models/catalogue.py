@@ -19,6 +19,7 @@ from models.exceptions import CatalogueError
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent / "catalogue" / "catalogue.yaml"
 OUT_OF_SCOPE_FILE = "out_of_scope.yaml"
 SUPPORT_FILE = "support.yaml"
+PROFILES_FILE = "profiles.yaml"
 
 
 class SupportRule(BaseModel):
@@ -33,6 +34,16 @@ class SupportRule(BaseModel):
     @property
     def markers(self) -> list[str]:
         return [*self.markers_zh, *self.markers_en]
+
+
+class CombinedProfile(BaseModel):
+    """A volunteer profile that covers several types at once ("水电都干过" is plumbing and
+    electrical): taught to every type it names, so one skill does not crowd out another."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    types: Annotated[list[str], Field(min_length=2)]
+    text: Annotated[str, Field(min_length=2)]
 
 
 Kind = Literal["party_member", "micro_org", "social_worker", "resident"]
@@ -76,6 +87,7 @@ class Catalogue(BaseModel):
     types: list[ServiceType]
     out_of_scope: list[str] = Field(default_factory=list)
     support: SupportRule | None = None
+    combined_profiles: list[CombinedProfile] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalogue:
@@ -90,6 +102,10 @@ class Catalogue(BaseModel):
                 raise ValueError(f"{service.id}: near names unknown types {unknown}")
         if self.support is not None and self.support.support_type not in known:
             raise ValueError(f"support names unknown type {self.support.support_type}")
+        for number, profile in enumerate(self.combined_profiles, 1):
+            unknown = [t for t in profile.types if t not in known]
+            if unknown:
+                raise ValueError(f"combined profile {number} names unknown types {unknown}")
         return self
 
     @cached_property
@@ -108,7 +124,8 @@ class Catalogue(BaseModel):
 
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
-    """The catalogue file, plus ``out_of_scope.yaml`` and ``support.yaml`` beside it."""
+    """The catalogue file, plus ``out_of_scope.yaml``, ``support.yaml`` and
+    ``profiles.yaml`` beside it."""
     source = path or DEFAULT_CATALOGUE
     data = _read_yaml(source)
     beside = source.parent / OUT_OF_SCOPE_FILE
@@ -118,6 +135,9 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
     support = source.parent / SUPPORT_FILE
     if support.exists() and isinstance(data, dict):
         data["support"] = _read_yaml(support)
+    profiles = source.parent / PROFILES_FILE
+    if profiles.exists() and isinstance(data, dict):
+        data["combined_profiles"] = (_read_yaml(profiles) or {}).get("profiles", [])
     try:
         return Catalogue.model_validate(data)
     except ValidationError as exc:

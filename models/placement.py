@@ -27,7 +27,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import FeatureUnion
+from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.svm import LinearSVC
 
 from matcher.skills import NeedPlacement
@@ -35,7 +37,7 @@ from models.catalogue import Catalogue, ServiceType
 from models.embedders import Embedder
 from models.exceptions import ModelsError
 
-PLACER_VERSION = "3"
+PLACER_VERSION = "4"
 # Needs that no volunteer can serve (bus routes, lifts, heating supply) are learned as a
 # class of their own, so they are answered honestly instead of going to the nearest trade.
 OUT_OF_SCOPE = "_out_of_scope"
@@ -66,6 +68,7 @@ class PlacementConfig:
     volunteer_threshold_zh: float = 0.40
     volunteer_threshold_en: float = 0.40
     volunteer_threshold_mixed: float = 0.40
+    volunteer_margin: float = 0.1
     weight_classifier: float = 0.55
     weight_keywords: float = 0.15
     weight_embedding: float = 0.15
@@ -108,7 +111,6 @@ def split_clauses(text: str) -> list[str]:
 class _Side:
     """One classifier + example bank: for needs or for volunteer profiles."""
 
-    pipeline: Pipeline
     classes: list[str]
     # The fitted pieces, used directly: the Pipeline/FeatureUnion path costs ~15 ms of
     # joblib and validation overhead per call, which dominates when the live worker
@@ -128,8 +130,8 @@ class _Side:
     example_vectors: npt.NDArray[np.float32] | None = None
 
 
-def _make_pipeline(c: float) -> Pipeline:
-    features = FeatureUnion(
+def _make_features() -> FeatureUnion:
+    return FeatureUnion(
         [
             ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)),
             (
@@ -143,9 +145,6 @@ def _make_pipeline(c: float) -> Pipeline:
             ),
         ]
     )
-    # A linear SVM fits the catalogue in about a second where logistic regression takes
-    # half a minute; its margins become probabilities through a tempered softmax.
-    return Pipeline([("features", features), ("clf", LinearSVC(C=c, random_state=0))])
 
 
 class CataloguePlacer:
@@ -184,34 +183,50 @@ class CataloguePlacer:
         extra_volunteers: Sequence[tuple[str, str]] = (),
     ) -> CataloguePlacer:
         """Train on the catalogue (and optional labelled ``(text, type)`` pairs)."""
-        need_data = [(x, t.id) for t in self.catalogue.types for x in _need_texts(t)]
-        need_data += [(x, OUT_OF_SCOPE) for x in self.catalogue.out_of_scope]
-        volunteer_data = [(x, t.id) for t in self.catalogue.types for x in _volunteer_texts(t)]
-        self._need_side = self._fit_side([*need_data, *extra_needs])
-        self._volunteer_side = self._fit_side([*volunteer_data, *extra_volunteers])
+        need_data: list[tuple[str, tuple[str, ...]]] = [
+            (x, (t.id,)) for t in self.catalogue.types for x in _need_texts(t)
+        ]
+        need_data += [(x, (OUT_OF_SCOPE,)) for x in self.catalogue.out_of_scope]
+        need_data += [(x, (t,)) for x, t in extra_needs]
+        volunteer_data: list[tuple[str, tuple[str, ...]]] = [
+            (x, (t.id,)) for t in self.catalogue.types for x in _volunteer_texts(t)
+        ]
+        volunteer_data += [(p.text, tuple(p.types)) for p in self.catalogue.combined_profiles]
+        volunteer_data += [(x, (t,)) for x, t in extra_volunteers]
+        self._need_side = self._fit_side(need_data)
+        self._volunteer_side = self._fit_side(volunteer_data)
         self._need_cache.clear()
         self._volunteer_cache.clear()
         return self
 
-    def _fit_side(self, data: Sequence[tuple[str, str]]) -> _Side:
+    def _fit_side(self, data: Sequence[tuple[str, tuple[str, ...]]]) -> _Side:
+        """One linear SVM per type against all others (what LinearSVC does for several
+        classes), fitted on a label matrix so a text may teach more than one type. A linear
+        SVM fits the catalogue in seconds where logistic regression takes half a minute;
+        its margins become probabilities through a tempered softmax."""
         texts = [normalise(x) for x, _ in data]
-        labels = [t for _, t in data]
-        pipeline = _make_pipeline(self.config.classifier_c)
-        pipeline.fit(texts, labels)
-        classes = [str(c) for c in pipeline.classes_]
-        union: FeatureUnion = pipeline.named_steps["features"]
-        svm: LinearSVC = pipeline.named_steps["clf"]
+        binarizer = MultiLabelBinarizer()
+        targets = binarizer.fit_transform([types for _, types in data])
+        features = _make_features()
+        matrix = features.fit_transform(texts)
+        classifier = OneVsRestClassifier(LinearSVC(C=self.config.classifier_c, random_state=0))
+        classifier.fit(matrix, targets)
+        classes = [str(c) for c in binarizer.classes_]
         side = _Side(
-            pipeline,
             classes,
-            vectorizers=[v for _, v in union.transformer_list],
-            coef=np.ascontiguousarray(svm.coef_.T),  # (features, classes), dense
-            intercept=np.asarray(svm.intercept_, dtype=np.float64),
+            vectorizers=[v for _, v in features.transformer_list],
+            # (features, classes), dense: one sparse-dense product scores every type.
+            coef=np.ascontiguousarray(np.vstack([e.coef_ for e in classifier.estimators_]).T),
+            intercept=np.concatenate([e.intercept_ for e in classifier.estimators_]).astype(
+                np.float64
+            ),
         )
         if self.embedder is not None:
             index = {c: i for i, c in enumerate(classes)}
-            side.example_types = [index[t] for t in labels]
-            side.example_vectors = self.embedder.encode(texts, role="passage")
+            side.example_types = [index[t] for _, types in data for t in types]
+            vectors = self.embedder.encode(texts, role="passage")
+            rows = [i for i, (_, types) in enumerate(data) for _ in types]
+            side.example_vectors = vectors[rows]
         return side
 
     # --- predict --------------------------------------------------------------------
@@ -232,10 +247,16 @@ class CataloguePlacer:
         return self._fused(normalised, placed)
 
     def _fused(
-        self, normalised: Sequence[str], placed: _Side, keyword: FloatArray | None = None
+        self,
+        normalised: Sequence[str],
+        placed: _Side,
+        keyword: FloatArray | None = None,
+        margins: FloatArray | None = None,
     ) -> FloatArray:
         cfg = self.config
-        probs = _softmax(placed.decision(normalised), cfg.classifier_temperature)
+        if margins is None:
+            margins = placed.decision(normalised)
+        probs = _softmax(margins, cfg.classifier_temperature)
         if keyword is None:
             keyword = self._keyword_hits(normalised, placed.classes)
         fused = cfg.weight_classifier * probs + cfg.weight_keywords * keyword
@@ -318,20 +339,29 @@ class CataloguePlacer:
         ]
         clauses = list(row_of)
         clause_hits = self._keyword_hits(clauses, placed.classes)
-        clause_scores = self._fused(clauses, placed, clause_hits)
+        clause_margins = placed.decision(clauses)
+        clause_scores = self._fused(clauses, placed, clause_hits, clause_margins)
         whole_hits = np.stack([clause_hits[rows].max(axis=0) for rows in rows_per_text])
         column = {type_id: j for j, type_id in enumerate(placed.classes)}
         for i, text in enumerate(texts):
             for type_id in self._keywords.types_spanning(normalise(text)):
                 if type_id in column:
                     whole_hits[i, column[type_id]] = 1.0
-        whole_scores = self._fused([normalise(t) for t in texts], placed, whole_hits)
+        wholes = [normalise(t) for t in texts]
+        whole_margins = placed.decision(wholes)
+        whole_scores = self._fused(wholes, placed, whole_hits, whole_margins)
         result = []
-        for text, rows, whole in zip(texts, rows_per_text, whole_scores, strict=True):
-            best = np.maximum(whole, clause_scores[rows].max(axis=0))
+        for i, (text, rows) in enumerate(zip(texts, rows_per_text, strict=True)):
+            best = np.maximum(whole_scores[i], clause_scores[rows].max(axis=0))
             threshold = self.config.volunteer_threshold(text_language(text))
+            # The softmax shares one unit among types, so a clause that covers two trades
+            # ("水电都干过") gives each about half; each type's own SVM margin says yes to
+            # both. Margins clear this only where the catalogue teaches a combination.
+            margin = np.maximum(whole_margins[i], clause_margins[rows].max(axis=0))
+            covered = (best >= threshold) | (margin >= self.config.volunteer_margin)
+            confidence = np.maximum(best, threshold)
             classes = placed.classes
-            result.append({classes[j]: _round(best[j]) for j in np.flatnonzero(best >= threshold)})
+            result.append({classes[j]: _round(confidence[j]) for j in np.flatnonzero(covered)})
         return result
 
     # --- SkillModel protocol (cached by text) ----------------------------------------

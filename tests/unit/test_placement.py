@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from models.catalogue import load_catalogue
 from models.exceptions import CatalogueError
@@ -59,7 +60,7 @@ def test_placement_is_cached_and_batched(placer: CataloguePlacer) -> None:
 
 
 def test_version_names_catalogue_and_config(placer: CataloguePlacer) -> None:
-    assert placer.version.startswith("placer3-cat")
+    assert placer.version.startswith("placer4-cat")
 
 
 def test_split_clauses() -> None:
@@ -96,3 +97,32 @@ def test_thresholds_are_per_language() -> None:
 def test_profile_of_two_trades_in_english_gets_both(placer: CataloguePlacer) -> None:
     types = placer.place_volunteer("Licensed electrician; I also fix leaking taps and toilets")
     assert {"repair.electrical", "repair.plumbing"} <= set(types)
+
+
+def _catalogue_with_profiles(tmp_path: Path, profiles: str) -> Path:
+    source = load_catalogue().model_dump(exclude={"out_of_scope", "support", "combined_profiles"})
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(yaml.safe_dump(source, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "profiles.yaml").write_text(profiles, encoding="utf-8")
+    return path
+
+
+def test_combined_profiles_teach_every_type_they_name(tmp_path: Path) -> None:
+    made_up = "拾掇葫芦瓢"  # words no catalogue example uses
+    lines = [
+        f"  - types: [repair.plumbing, repair.electrical]\n    text: {made_up}{n}号\n"
+        for n in range(6)
+    ]
+    path = _catalogue_with_profiles(tmp_path, "profiles:\n" + "".join(lines))
+    catalogue = load_catalogue(path)
+    assert len(catalogue.combined_profiles) == 6
+    types = CataloguePlacer(catalogue).fit().place_volunteer(f"{made_up}的师傅")
+    assert {"repair.plumbing", "repair.electrical"} <= set(types)
+
+
+def test_combined_profile_with_an_unknown_type_is_refused(tmp_path: Path) -> None:
+    path = _catalogue_with_profiles(
+        tmp_path, "profiles:\n  - types: [repair.plumbing, repair.teleport]\n    text: 水电\n"
+    )
+    with pytest.raises(CatalogueError, match=r"combined profile 1 names unknown types"):
+        load_catalogue(path)
