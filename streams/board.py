@@ -120,8 +120,9 @@ class Board:
         self._assignments: dict[str, AssignmentRow] = {}
         self._volunteers: dict[str, VolunteerInfo] = {}
         # The answer to a booking may be read before the booking itself: topics are not
-        # ordered with each other.
-        self._early_answers: dict[tuple[str, str], list[Answer]] = {}
+        # ordered with each other. Bounded like the needs: an answer whose booking never
+        # appears (the worker dead-letters it) must not stay in memory for ever.
+        self._early_answers: OrderedDict[tuple[str, str], list[Answer]] = OrderedDict()
         self._seq = 0
         self.lag: list[PartitionEntry] = []
         self.records_read = 0
@@ -230,6 +231,8 @@ class Board:
         row = self._live_assignment(*pair)
         if row is None:
             self._early_answers.setdefault(pair, []).append(answer)
+            while len(self._early_answers) > self._max_needs:
+                self._early_answers.popitem(last=False)
             return
         if isinstance(answer, AssignmentAccepted) and row.status == "proposed":
             row.status = "accepted"

@@ -170,3 +170,18 @@ def test_bad_records_are_skipped_and_memory_is_bounded(run: Run) -> None:
         board.apply("needs", line(need(f"m{i}", "家里没电了")))
     assert [n["need_id"] for n in board.view(C1, NOW)["open_needs"]] == ["m4", "m3"]
     assert board.records_read == 7
+
+
+def test_answers_whose_booking_never_appears_are_bounded(run: Run) -> None:
+    board = Board(max_needs=2)
+    for i in range(5):
+        answer = {
+            "type": "assignment.accepted",
+            "event_id": f"a{i}",
+            "occurred_at": t(-1, 12, 30),
+            "need_id": f"n{i}",
+            "volunteer_id": "v1",
+        }
+        board.apply("responses", line(answer))
+    assert len(board._early_answers) == 2
+    assert list(board._early_answers) == [("n3", "v1"), ("n4", "v1")]
