@@ -1,0 +1,166 @@
+"""A fitted ``TfidfVectorizer``'s transform, done in bulk.
+
+scikit-learn builds n-grams with a ``while`` loop and counts them one dictionary lookup at a
+time in Python; on this service's short texts that is two thirds of placement time. Here
+n-grams come from list comprehensions, vocabulary lookups from ``map`` (a C loop), and
+counting, sublinear tf, idf and the l2 norm from scipy and numpy over the whole batch. The
+result equals the vectorizer's own ``transform`` (tests check it on random texts); fitting
+stays scikit-learn's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from itertools import repeat
+
+import numpy as np
+import numpy.typing as npt
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from models.exceptions import ModelsError
+
+Grams = Callable[[str], list[str]]
+
+
+class CompiledTfidf:
+    """Transform-only twin of a fitted vectorizer with ``analyzer`` 'char_wb' or 'word'."""
+
+    def __init__(self, vectorizer: TfidfVectorizer) -> None:
+        if vectorizer.norm != "l2" or not vectorizer.use_idf or vectorizer.stop_words:
+            raise ModelsError("CompiledTfidf supports l2-normalised tf-idf without stop words")
+        self._vocabulary: dict[str, int] = vectorizer.vocabulary_
+        self._idf: npt.NDArray[np.float64] = np.asarray(vectorizer.idf_, dtype=np.float64)
+        self._sublinear = bool(vectorizer.sublinear_tf)
+        self._preprocess: Callable[[str], str] = vectorizer.build_preprocessor()
+        low, high = vectorizer.ngram_range
+        self._char_keys: _CharKeys | None = None
+        if vectorizer.analyzer == "char_wb" and 1 <= low <= high <= _MAX_PACKED:
+            self._char_keys = _CharKeys(self._vocabulary, low, high)
+            self._grams = _char_wb_grams(low, high)
+        elif vectorizer.analyzer == "char_wb":
+            self._grams = _char_wb_grams(low, high)
+        elif vectorizer.analyzer == "word":
+            self._grams = _word_grams(re.compile(vectorizer.token_pattern), low, high)
+        else:
+            raise ModelsError(f"CompiledTfidf: analyzer {vectorizer.analyzer!r} not supported")
+
+    def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        if self._char_keys is not None:
+            rows, columns = self._char_keys.lookup([self._preprocess(t) for t in texts])
+        else:
+            rows, columns = self._lookup(texts)
+        known = columns >= 0
+        # COO -> CSR sums the repeated (row, column) pairs: those are the counts.
+        counts = sparse.csr_matrix(
+            (np.ones(int(known.sum())), (rows[known], columns[known])),
+            shape=(len(texts), len(self._idf)),
+        )
+        counts.sum_duplicates()
+        if self._sublinear:
+            np.log(counts.data, out=counts.data)
+            counts.data += 1.0
+        counts.data *= self._idf[counts.indices]
+        if not texts:
+            return counts
+        result: sparse.csr_matrix = normalize(counts, norm="l2", copy=False)
+        return result
+
+    def _lookup(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        get = self._vocabulary.get
+        ids: list[int] = []
+        ends: list[int] = []
+        for text in texts:
+            ids.extend(map(get, self._grams(self._preprocess(text)), repeat(-1)))
+            ends.append(len(ids))
+        columns = np.asarray(ids, dtype=np.int64)
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(np.asarray([0, *ends])))
+        return rows, columns
+
+
+# Character n-grams up to three long are packed into one integer, 21 bits per code point
+# (plus one, so shorter n-grams never collide with longer ones), and looked up in a sorted
+# array of the vocabulary's keys: n-gram building and lookup for a whole batch in numpy.
+_MAX_PACKED = 3
+_BITS = 21
+
+
+class _CharKeys:
+    def __init__(self, vocabulary: dict[str, int], low: int, high: int) -> None:
+        self._sizes = range(low, high + 1)
+        grams = list(vocabulary)
+        keys = np.array([_pack(g) for g in grams], dtype=np.int64)
+        order = np.argsort(keys)
+        self._keys = keys[order]
+        self._columns = np.array([vocabulary[g] for g in grams], dtype=np.int64)[order]
+
+    def lookup(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(text row, vocabulary column or -1) for every n-gram of every text, with
+        scikit-learn's char_wb rules: each whitespace-separated word padded by one space on
+        each side, n-grams never crossing a padded word's edge. A padded word is at least
+        three characters long, so up to n = 3 scikit-learn's short-word rule never applies."""
+        words = [w for t in texts for w in t.split()]
+        word_text = np.repeat(
+            np.arange(len(texts), dtype=np.int64), [len(t.split()) for t in texts]
+        )
+        if not words:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        joined = "".join(f" {w} " for w in words)
+        points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.int64) + 1
+        lengths = np.array([len(w) + 2 for w in words], dtype=np.int64)
+        word_of = np.repeat(np.arange(len(words), dtype=np.int64), lengths)
+        rows: list[npt.NDArray[np.int64]] = []
+        columns: list[npt.NDArray[np.int64]] = []
+        for n in self._sizes:
+            count = len(points) - n + 1
+            if count <= 0:
+                continue
+            key = points[:count].copy()
+            for k in range(1, n):
+                key = (key << _BITS) | points[k : k + count]
+            inside = word_of[:count] == word_of[n - 1 : n - 1 + count]
+            key = key[inside]
+            at = np.minimum(np.searchsorted(self._keys, key), len(self._keys) - 1)
+            found = self._keys[at] == key
+            columns.append(np.where(found, self._columns[at], -1))
+            rows.append(word_text[word_of[:count][inside]])
+        return np.concatenate(rows), np.concatenate(columns)
+
+
+def _pack(gram: str) -> int:
+    key = 0
+    for char in gram:
+        key = (key << _BITS) | (ord(char) + 1)
+    return key
+
+
+def _char_wb_grams(low: int, high: int) -> Grams:
+    sizes = range(low, high + 1)
+
+    def grams(text: str) -> list[str]:
+        found: list[str] = []
+        for word in text.split():
+            padded = f" {word} "
+            length = len(padded)
+            for n in sizes:
+                if length <= n:  # as scikit-learn: a word no longer than n counts once
+                    found.append(padded)
+                    break
+                found += [padded[i : i + n] for i in range(length - n + 1)]
+        return found
+
+    return grams
+
+
+def _word_grams(pattern: re.Pattern[str], low: int, high: int) -> Grams:
+    def grams(text: str) -> list[str]:
+        tokens: list[str] = pattern.findall(text)
+        found = list(tokens) if low == 1 else []
+        for n in range(max(low, 2), min(high, len(tokens)) + 1):
+            found += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        return found
+
+    return grams
