@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,8 +277,8 @@ class CataloguePlacer:
     def _keyword_hits(self, texts: Sequence[str], classes: Sequence[str]) -> FloatArray:
         hits = np.zeros((len(texts), len(classes)))
         column = {type_id: j for j, type_id in enumerate(classes)}
-        for i, text in enumerate(texts):
-            for type_id in self._keywords.types_in(text):
+        for i, found in enumerate(self._keywords.types_in_each(texts)):
+            for type_id in found:
                 if type_id in column:
                     hits[i, column[type_id]] = 1.0
         return hits
@@ -408,6 +408,10 @@ class _Lexicon:
     type_of: dict[str, str]
     lengths: dict[str, tuple[int, ...]]  # first two characters -> keyword lengths
     latin: dict[str, re.Pattern[str]]
+    # First two characters of the keywords, packed as two code points, sorted: of those
+    # with a non-Latin character, and of the all-Latin ones.
+    starts: npt.NDArray[np.int64]
+    latin_starts: npt.NDArray[np.int64]
     # Keywords that a clause split would cut ("head and neck surgeon"): looked for in
     # whole texts, whose other hits are the union of their clauses' hits.
     spanning: tuple[tuple[str, str], ...] = ()
@@ -421,21 +425,38 @@ class _Lexicon:
                     found.add(service_type)
         return found
 
-    def types_in(self, text: str) -> set[str]:
-        found: set[str] = set()
+    def types_in_each(self, texts: Sequence[str]) -> list[set[str]]:
+        """The types whose keywords occur in each text. numpy first finds, over the whole
+        batch, the positions whose two characters begin some keyword (a small share of
+        all positions); only those are tried in Python."""
+        found: list[set[str]] = [set() for _ in texts]
+        if not texts:
+            return found
+        # A separator no keyword contains: no candidate word runs from one text into the next.
+        joined = "\x00".join(texts)
+        points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        pairs = (points[:-1] << 21) | points[1:]
+        # A Latin keyword counts only as a whole word, so it need only be tried where a
+        # word starts: that skips most positions of English text.
+        previous = np.concatenate(([0], points[:-2]))
+        word_start = ~(
+            ((previous >= 97) & (previous <= 122)) | ((previous >= 48) & (previous <= 57))
+        )
+        candidates = np.flatnonzero(
+            _member(pairs, self.starts) | (word_start & _member(pairs, self.latin_starts))
+        )
+        text_starts = np.cumsum([0, *(len(t) + 1 for t in texts[:-1])])
+        owners = np.searchsorted(text_starts, candidates, side="right") - 1
         type_of, buckets = self.type_of, self.lengths
-        for i in range(len(text) - 1):
-            lengths = buckets.get(text[i : i + 2])
-            if lengths is None:
-                continue
-            for length in lengths:
-                word = text[i : i + length]
-                service_type = type_of.get(word)
-                if service_type is None or service_type in found:
+        for i, owner in zip(candidates.tolist(), owners.tolist(), strict=True):
+            here = found[owner]
+            for length in buckets[joined[i : i + 2]]:
+                service_type = type_of.get(joined[i : i + length])
+                if service_type is None or service_type in here:
                     continue
-                pattern = self.latin.get(word)
-                if pattern is None or pattern.search(text):
-                    found.add(service_type)
+                pattern = self.latin.get(joined[i : i + length])
+                if pattern is None or pattern.search(texts[owner]):
+                    here.add(service_type)
         return found
 
 
@@ -451,7 +472,24 @@ def _compile_keywords(types: Sequence[ServiceType]) -> _Lexicon:
         lengths.setdefault(word[:2], set()).add(len(word))
     latin = {w: re.compile(_latin_word(w)) for w in type_of if w.isascii()}
     spanning = tuple((w, t) for w, t in type_of.items() if split_clauses(w) != [w])
-    return _Lexicon(type_of, {k: tuple(sorted(v)) for k, v in lengths.items()}, latin, spanning)
+    starts = _packed_pairs(w[:2] for w in type_of if w not in latin)
+    latin_starts = _packed_pairs(w[:2] for w in latin)
+    buckets = {k: tuple(sorted(v)) for k, v in lengths.items()}
+    return _Lexicon(type_of, buckets, latin, starts, latin_starts, spanning)
+
+
+def _packed_pairs(pairs: Iterable[str]) -> npt.NDArray[np.int64]:
+    return np.array(sorted({(ord(p[0]) << 21) | ord(p[1]) for p in pairs}), dtype=np.int64)
+
+
+def _member(
+    values: npt.NDArray[np.int64], sorted_keys: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    if not len(sorted_keys):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
+    found: npt.NDArray[np.bool_] = sorted_keys[at] == values
+    return found
 
 
 def _latin_word(word: str) -> str:
