@@ -132,6 +132,23 @@ class _Side:
     example_vectors: npt.NDArray[np.float32] | None = None
 
 
+_ENGLISH_WORD = re.compile(r"[a-z][a-z'\-]+")
+_SUFFIXES = ("ings", "ing", "ies", "ied", "ers", "er", "ed", "es", "ly", "s")
+
+
+def _stem_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _stem_english(text: str) -> str:
+    """Crude suffix stripping so "leaking", "leaks" and "leaked" count as one word."""
+    return _ENGLISH_WORD.sub(_stem_word, text.lower())
+
+
 def _make_features() -> FeatureUnion:
     return FeatureUnion(
         [
@@ -141,6 +158,7 @@ def _make_features() -> FeatureUnion:
                 TfidfVectorizer(
                     analyzer="word",
                     token_pattern=r"[a-z][a-z'\-]+",  # noqa: S106 (a regex, not a secret)
+                    preprocessor=_stem_english,
                     ngram_range=(1, 2),
                     sublinear_tf=True,
                 ),
