@@ -74,6 +74,12 @@ class ModelSettings(_Group):
     model_path: Path | None = None
     catalogue_path: Path | None = None
     cache_size: int = 50_000
+    # The fitted placer is kept here, named by everything it was fitted from (placer
+    # version, catalogue content, settings, library versions), so a restart loads it in a
+    # fraction of a second instead of refitting. None: fit at every start.
+    fit_cache_dir: Path | None = Field(
+        default_factory=lambda: Path.home() / ".cache" / "volmatch" / "placer"
+    )
 
 
 class Settings(BaseSettings):

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from matcher.settings import ModelSettings
 from models.catalogue import load_catalogue
-from models.placement import CataloguePlacer
+from models.placement import CataloguePlacer, load_or_fit
 
 
 def build_skill_model(settings: ModelSettings) -> CataloguePlacer:
@@ -24,4 +24,7 @@ def _build(settings: ModelSettings) -> CataloguePlacer:
         embedder = load_embedder(
             settings.embedder, model_path=model_path, cache_size=settings.cache_size
         )
-    return CataloguePlacer(catalogue, embedder=embedder).fit()
+    placer = CataloguePlacer(catalogue, embedder=embedder)
+    if embedder is not None or settings.fit_cache_dir is None:
+        return placer.fit()
+    return load_or_fit(placer, settings.fit_cache_dir)

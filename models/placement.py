@@ -17,14 +17,20 @@ scikit-learn's fit/predict contract; ``version`` names catalogue, config and emb
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import numpy.typing as npt
+import scipy
+import sklearn
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.multiclass import OneVsRestClassifier
@@ -37,6 +43,8 @@ from models.catalogue import Catalogue, ServiceType
 from models.embedders import Embedder
 from models.exceptions import ModelsError
 from models.textfeatures import CompiledTfidf
+
+log = logging.getLogger(__name__)
 
 PLACER_VERSION = "4"
 # Needs that no volunteer can serve (bus routes, lifts, heating supply) are learned as a
@@ -248,6 +256,37 @@ class CataloguePlacer:
             rows = [i for i, (_, types) in enumerate(data) for _ in types]
             side.example_vectors = vectors[rows]
         return side
+
+    # --- fitted state, for the start-up cache ---------------------------------------
+
+    @property
+    def fit_key(self) -> str:
+        """Names a fit by everything it depends on: code, data, settings, libraries."""
+        parts = (
+            PLACER_VERSION,
+            self.catalogue.fingerprint,
+            self.config.digest(),
+            sklearn.__version__,
+            np.__version__,
+            scipy.__version__,
+        )
+        return "placer-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def fitted_state(self) -> dict[str, Any]:
+        if self.embedder is not None:
+            raise ModelsError("a placer with an embedder is not cached: refit it")
+        return {
+            "key": self.fit_key,
+            "need": self._side("need"),
+            "volunteer": self._side("volunteer"),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if state.get("key") != self.fit_key:
+            raise ModelsError("cached placer was fitted from something else")
+        self._need_side, self._volunteer_side = state["need"], state["volunteer"]
+        self._need_cache.clear()
+        self._volunteer_cache.clear()
 
     # --- predict --------------------------------------------------------------------
 
@@ -535,3 +574,37 @@ def _softmax(scores: FloatArray, temperature: float) -> FloatArray:
 
 def _round(value: float) -> float:
     return round(float(value), 4)
+
+
+# Each catalogue edit leaves a fit of tens of MB behind; a few recent ones cover a rollback.
+_CACHED_FITS = 3
+
+
+def _prune(cache_dir: Path, keep: int) -> None:
+    fits = sorted(cache_dir.glob("placer-*.joblib"), key=lambda p: p.stat().st_mtime)
+    for old in fits[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def load_or_fit(placer: CataloguePlacer, cache_dir: Path) -> CataloguePlacer:
+    """The placer fitted, from ``cache_dir`` when an identical fit is stored there, else
+    fitted now and stored. A file that cannot be read or written costs a refit, never a
+    failure: the cache only saves start-up time."""
+    path = cache_dir / f"{placer.fit_key}.joblib"
+    try:
+        placer.restore(joblib.load(path))
+        return placer
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # a damaged cache file of any kind means refit
+        log.warning("placer cache %s unreadable (%s): refitting", path.name, type(exc).__name__)
+    placer.fit()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        joblib.dump(placer.fitted_state(), partial)
+        partial.replace(path)  # atomic: concurrent workers never read half a file
+        _prune(cache_dir, keep=_CACHED_FITS)
+    except OSError as exc:
+        log.warning("placer cache %s not written: %s", cache_dir, exc.strerror)
+    return placer

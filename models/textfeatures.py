@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 
 import numpy as np
@@ -21,8 +22,6 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from models.exceptions import ModelsError
-
-Grams = Callable[[str], list[str]]
 
 
 class CompiledTfidf:
@@ -37,13 +36,13 @@ class CompiledTfidf:
         self._preprocess: Callable[[str], str] = vectorizer.build_preprocessor()
         low, high = vectorizer.ngram_range
         self._char_keys: _CharKeys | None = None
-        if vectorizer.analyzer == "char_wb" and 1 <= low <= high <= _MAX_PACKED:
-            self._char_keys = _CharKeys(self._vocabulary, low, high)
-            self._grams = _char_wb_grams(low, high)
-        elif vectorizer.analyzer == "char_wb":
-            self._grams = _char_wb_grams(low, high)
+        self._grams: Callable[[str], list[str]]
+        if vectorizer.analyzer == "char_wb":
+            self._grams = _CharWbGrams(low, high)
+            if 1 <= low <= high <= _MAX_PACKED:
+                self._char_keys = _CharKeys(self._vocabulary, low, high)
         elif vectorizer.analyzer == "word":
-            self._grams = _word_grams(re.compile(vectorizer.token_pattern), low, high)
+            self._grams = _WordGrams(re.compile(vectorizer.token_pattern), low, high)
         else:
             raise ModelsError(f"CompiledTfidf: analyzer {vectorizer.analyzer!r} not supported")
 
@@ -137,30 +136,34 @@ def _pack(gram: str) -> int:
     return key
 
 
-def _char_wb_grams(low: int, high: int) -> Grams:
-    sizes = range(low, high + 1)
+# Classes rather than closures: a fitted placer is pickled into the start-up cache.
+@dataclass(frozen=True)
+class _CharWbGrams:
+    low: int
+    high: int
 
-    def grams(text: str) -> list[str]:
+    def __call__(self, text: str) -> list[str]:
         found: list[str] = []
         for word in text.split():
             padded = f" {word} "
             length = len(padded)
-            for n in sizes:
+            for n in range(self.low, self.high + 1):
                 if length <= n:  # as scikit-learn: a word no longer than n counts once
                     found.append(padded)
                     break
                 found += [padded[i : i + n] for i in range(length - n + 1)]
         return found
 
-    return grams
 
+@dataclass(frozen=True)
+class _WordGrams:
+    pattern: re.Pattern[str]
+    low: int
+    high: int
 
-def _word_grams(pattern: re.Pattern[str], low: int, high: int) -> Grams:
-    def grams(text: str) -> list[str]:
-        tokens: list[str] = pattern.findall(text)
-        found = list(tokens) if low == 1 else []
-        for n in range(max(low, 2), min(high, len(tokens)) + 1):
+    def __call__(self, text: str) -> list[str]:
+        tokens: list[str] = self.pattern.findall(text)
+        found = list(tokens) if self.low == 1 else []
+        for n in range(max(self.low, 2), min(self.high, len(tokens)) + 1):
             found += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
         return found
-
-    return grams

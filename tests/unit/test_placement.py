@@ -8,8 +8,14 @@ import pytest
 import yaml
 
 from models.catalogue import load_catalogue
-from models.exceptions import CatalogueError
-from models.placement import CataloguePlacer, PlacementConfig, split_clauses, text_language
+from models.exceptions import CatalogueError, ModelsError
+from models.placement import (
+    CataloguePlacer,
+    PlacementConfig,
+    load_or_fit,
+    split_clauses,
+    text_language,
+)
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +132,43 @@ def test_combined_profile_with_an_unknown_type_is_refused(tmp_path: Path) -> Non
     )
     with pytest.raises(CatalogueError, match=r"combined profile 1 names unknown types"):
         load_catalogue(path)
+
+
+def test_fit_cache_stores_then_loads_the_same_placer(
+    tmp_path: Path, placer: CataloguePlacer, caplog: pytest.LogCaptureFixture
+) -> None:
+    catalogue = load_catalogue()
+    first = load_or_fit(CataloguePlacer(catalogue), tmp_path)
+    [stored] = tmp_path.glob("placer-*.joblib")
+    second = CataloguePlacer(catalogue)
+    second.fit = None  # type: ignore[method-assign]  # loading must not fit
+    second = load_or_fit(second, tmp_path)
+    texts = ["厨房水管漏水，地上全是水", "my son can't follow his maths homework"]
+    assert second.predict_needs(texts) == first.predict_needs(texts) == placer.predict_needs(texts)
+    assert second.place_volunteer("退休电工") == placer.place_volunteer("退休电工")
+
+    stored.write_bytes(b"not a pickle")
+    third = load_or_fit(CataloguePlacer(catalogue), tmp_path)
+    assert "unreadable" in caplog.text
+    assert third.predict_needs(texts) == first.predict_needs(texts)
+
+
+def test_fit_cache_that_cannot_be_written_still_gives_a_placer(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("", encoding="utf-8")
+    placer = load_or_fit(CataloguePlacer(load_catalogue()), blocked / "placer")
+    assert placer.place_need("厨房水管漏水，地上全是水").top == "repair.plumbing"
+
+
+def test_a_cached_fit_of_another_catalogue_is_refused(tmp_path: Path) -> None:
+    placer = CataloguePlacer(load_catalogue()).fit()
+    state = {**placer.fitted_state(), "key": "placer-something-else"}
+    with pytest.raises(ModelsError, match="fitted from something else"):
+        CataloguePlacer(load_catalogue()).restore(state)
+
+
+def test_fit_cache_keeps_only_the_most_recent_fits(tmp_path: Path) -> None:
+    for n in range(5):
+        (tmp_path / f"placer-old{n}.joblib").write_bytes(b"x")
+    load_or_fit(CataloguePlacer(load_catalogue()), tmp_path)
+    assert len(list(tmp_path.glob("placer-*.joblib"))) == 3
