@@ -42,6 +42,9 @@ def cross_validate(folds: int = 5, config: PlacementConfig | None = None) -> dic
     hits: Counter[str] = Counter()
     totals: Counter[str] = Counter()
     abstained: Counter[str] = Counter()
+    by_type: Counter[str] = Counter()
+    confused: Counter[str] = Counter()
+    misses: Counter[str] = Counter()
     for fold in range(folds):
         placer = CataloguePlacer(_without_fold(catalogue, fold, folds), config=config).fit()
         held = [
@@ -56,11 +59,20 @@ def cross_validate(folds: int = 5, config: PlacementConfig | None = None) -> dic
                 totals[key] += 1
                 hits[key] += placement.top == type_id
                 abstained[key] += placement.top is None
+            by_type[type_id] += 1
+            if placement.top != type_id:
+                misses[type_id] += 1
+                confused[f"{type_id} -> {placement.top or 'abstained'}"] += 1
     return {
         "folds": folds,
         "examples": dict(totals),
         "top1": {k: round(hits[k] / totals[k], 3) for k in totals},
         "abstained": {k: round(abstained[k] / totals[k], 3) for k in totals},
+        "weakest_types": {
+            t: round(1 - misses[t] / by_type[t], 3)
+            for t, _ in sorted(misses.items(), key=lambda m: -m[1] / by_type[m[0]])[:15]
+        },
+        "confusions": dict(confused.most_common(25)),
     }
 
 
