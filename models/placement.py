@@ -23,6 +23,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -144,8 +145,12 @@ _ENGLISH_WORD = re.compile(r"[a-z][a-z'\-]+")
 _SUFFIXES = ("ings", "ing", "ies", "ied", "ers", "er", "ed", "es", "ly", "s")
 
 
-def _stem_word(match: re.Match[str]) -> str:
-    word = match.group(0)
+def _stem_match(match: re.Match[str]) -> str:
+    return _stem_word(match.group(0))
+
+
+@lru_cache(maxsize=1 << 16)  # residents use few distinct words; each is stemmed once
+def _stem_word(word: str) -> str:
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
@@ -154,7 +159,7 @@ def _stem_word(match: re.Match[str]) -> str:
 
 def _stem_english(text: str) -> str:
     """Crude suffix stripping so "leaking", "leaks" and "leaked" count as one word."""
-    return _ENGLISH_WORD.sub(_stem_word, text.lower())
+    return _ENGLISH_WORD.sub(_stem_match, text.lower())
 
 
 def _make_features() -> FeatureUnion:
@@ -397,30 +402,37 @@ class CataloguePlacer:
             [row_of.setdefault(c, len(row_of)) for c in clauses] for clauses in clauses_per_text
         ]
         clauses = list(row_of)
+        # Each text's clause rows laid end to end: per-text maxima in one reduceat.
+        flat = np.fromiter((r for rows in rows_per_text for r in rows), dtype=np.int64)
+        starts = np.cumsum([0, *(len(rows) for rows in rows_per_text[:-1])])
         clause_hits = self._keyword_hits(clauses, placed.classes)
         clause_margins = placed.decision(clauses)
         clause_scores = self._fused(clauses, placed, clause_hits, clause_margins)
-        whole_hits = np.stack([clause_hits[rows].max(axis=0) for rows in rows_per_text])
+        whole_hits = np.maximum.reduceat(clause_hits[flat], starts, axis=0)
         column = {type_id: j for j, type_id in enumerate(placed.classes)}
-        for i, text in enumerate(texts):
-            for type_id in self._keywords.types_spanning(normalise(text)):
+        wholes = [normalise(t) for t in texts]
+        for i, whole in enumerate(wholes):
+            for type_id in self._keywords.types_spanning(whole):
                 if type_id in column:
                     whole_hits[i, column[type_id]] = 1.0
-        wholes = [normalise(t) for t in texts]
         whole_margins = placed.decision(wholes)
         whole_scores = self._fused(wholes, placed, whole_hits, whole_margins)
-        result = []
-        for i, (text, rows) in enumerate(zip(texts, rows_per_text, strict=True)):
-            best = np.maximum(whole_scores[i], clause_scores[rows].max(axis=0))
-            threshold = self.config.volunteer_threshold(text_language(text))
-            # The softmax shares one unit among types, so a clause that covers two trades
-            # ("水电都干过") gives each about half; each type's own SVM margin says yes to
-            # both. Margins clear this only where the catalogue teaches a combination.
-            margin = np.maximum(whole_margins[i], clause_margins[rows].max(axis=0))
-            covered = (best >= threshold) | (margin >= self.config.volunteer_margin)
-            confidence = np.maximum(best, threshold)
-            classes = placed.classes
-            result.append({classes[j]: _round(confidence[j]) for j in np.flatnonzero(covered)})
+        best = np.maximum(whole_scores, np.maximum.reduceat(clause_scores[flat], starts, axis=0))
+        # The softmax shares one unit among types, so a clause that covers two trades
+        # ("水电都干过") gives each about half; each type's own SVM margin says yes to
+        # both. Margins clear this only where the catalogue teaches a combination.
+        margin = np.maximum(
+            whole_margins, np.maximum.reduceat(clause_margins[flat], starts, axis=0)
+        )
+        thresholds = np.array([self.config.volunteer_threshold(text_language(t)) for t in texts])[
+            :, None
+        ]
+        covered = (best >= thresholds) | (margin >= self.config.volunteer_margin)
+        confidence = np.maximum(best, thresholds)
+        result: list[dict[str, float]] = [{} for _ in texts]
+        classes = placed.classes
+        for i, j in zip(*np.nonzero(covered), strict=True):
+            result[i][classes[j]] = _round(confidence[i, j])
         return result
 
     # --- SkillModel protocol (cached by text) ----------------------------------------
