@@ -1,7 +1,7 @@
 """Booking quality on the labelled weeks, through the same replay path as the CLI.
 
 The held-out week (tests/data/hard/heldout) is deliberately not here: nothing is tuned
-against it; ``python -m matcher evaluate`` reports on it (see BENCHMARKS.md).
+against it; ``python -m bench.quality`` reports it as aggregates (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def test_hard_tune_week_keeps_precision() -> None:
     assert report.violations == []
     assert report.precision >= 0.95, report.as_dict()
     # Floors a little under what we measure (BENCHMARKS.md); they catch regressions.
-    assert report.recall >= 0.90, report.as_dict()
+    assert report.recall >= 0.92, report.as_dict()
     assert report.by_language["cross"]["precision"] >= 0.95, report.as_dict()
-    assert report.by_language["cross"]["recall"] >= 0.88, report.as_dict()
+    assert report.by_language["cross"]["recall"] >= 0.92, report.as_dict()
 
 
 def placement_accuracy(name: str) -> tuple[float, float]:
@@ -70,11 +70,23 @@ def placement_accuracy(name: str) -> tuple[float, float]:
 @pytest.mark.parametrize(
     ("name", "need_top1", "volunteer_recall"),
     [
-        ("dev_week", 0.95, 0.95),
-        ("hard/tune", 0.92, 0.94),
+        ("dev_week", 0.97, 0.97),
+        ("hard/tune", 0.95, 0.95),
     ],
 )
 def test_placement_accuracy(name: str, need_top1: float, volunteer_recall: float) -> None:
     top1, recall = placement_accuracy(name)
     assert top1 >= need_top1, top1
     assert recall >= volunteer_recall, recall
+
+
+@pytest.mark.slow
+def test_catalogue_examples_are_placed_when_held_out_of_the_fit() -> None:
+    """Generalisation to unseen wording: each fifth of the catalogue's need examples,
+    placed by a placer fitted without it (0.867 top-1 measured; BENCHMARKS.md)."""
+    from bench.catalogue_cv import cross_validate
+
+    result = cross_validate(folds=5)
+    assert result["top1"]["all"] >= 0.85, result
+    assert result["top1"]["en"] >= 0.85, result
+    assert result["abstained"]["all"] <= 0.05, result
