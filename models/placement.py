@@ -43,7 +43,7 @@ from matcher.skills import NeedPlacement
 from models.catalogue import Catalogue, ServiceType
 from models.embedders import Embedder
 from models.exceptions import ModelsError
-from models.textfeatures import CompiledTfidf
+from models.textfeatures import PACK_BITS, CompiledTfidf, code_points, pack, sorted_positions
 
 log = logging.getLogger(__name__)
 
@@ -503,16 +503,17 @@ class _Lexicon:
             return found
         # A separator no keyword contains: no candidate word runs from one text into the next.
         joined = "\x00".join(texts)
-        points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-        pairs = (points[:-1] << 21) | points[1:]
+        points = code_points(joined)
+        pairs = (points[:-1] << PACK_BITS) | points[1:]
         # A Latin keyword counts only as a whole word, so it need only be tried where a
         # word starts: that skips most positions of English text.
-        previous = np.concatenate(([0], points[:-2]))
+        previous = np.concatenate(([0], points[:-2] - 1))
         word_start = ~(
             ((previous >= 97) & (previous <= 122)) | ((previous >= 48) & (previous <= 57))
         )
         candidates = np.flatnonzero(
-            _member(pairs, self.starts) | (word_start & _member(pairs, self.latin_starts))
+            sorted_positions(self.starts, pairs)[1]
+            | (word_start & sorted_positions(self.latin_starts, pairs)[1])
         )
         text_starts = np.cumsum([0, *(len(t) + 1 for t in texts[:-1])])
         owners = np.searchsorted(text_starts, candidates, side="right") - 1
@@ -548,17 +549,7 @@ def _compile_keywords(types: Sequence[ServiceType]) -> _Lexicon:
 
 
 def _packed_pairs(pairs: Iterable[str]) -> npt.NDArray[np.int64]:
-    return np.array(sorted({(ord(p[0]) << 21) | ord(p[1]) for p in pairs}), dtype=np.int64)
-
-
-def _member(
-    values: npt.NDArray[np.int64], sorted_keys: npt.NDArray[np.int64]
-) -> npt.NDArray[np.bool_]:
-    if not len(sorted_keys):
-        return np.zeros(len(values), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
-    found: npt.NDArray[np.bool_] = sorted_keys[at] == values
-    return found
+    return np.array(sorted({pack(p) for p in pairs}), dtype=np.int64)
 
 
 def _latin_word(word: str) -> str:

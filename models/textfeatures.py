@@ -83,14 +83,14 @@ class CompiledTfidf:
 # (plus one, so shorter n-grams never collide with longer ones), and looked up in a sorted
 # array of the vocabulary's keys: n-gram building and lookup for a whole batch in numpy.
 _MAX_PACKED = 3
-_BITS = 21
+PACK_BITS = 21
 
 
 class _CharKeys:
     def __init__(self, vocabulary: dict[str, int], low: int, high: int) -> None:
         self._sizes = range(low, high + 1)
         grams = list(vocabulary)
-        keys = np.array([_pack(g) for g in grams], dtype=np.int64)
+        keys = np.array([pack(g) for g in grams], dtype=np.int64)
         order = np.argsort(keys)
         self._keys = keys[order]
         self._columns = np.array([vocabulary[g] for g in grams], dtype=np.int64)[order]
@@ -107,8 +107,7 @@ class _CharKeys:
         if not words:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty
-        joined = "".join(f" {w} " for w in words)
-        points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.int64) + 1
+        points = code_points("".join(f" {w} " for w in words))
         lengths = np.array([len(w) + 2 for w in words], dtype=np.int64)
         word_of = np.repeat(np.arange(len(words), dtype=np.int64), lengths)
         rows: list[npt.NDArray[np.int64]] = []
@@ -119,21 +118,37 @@ class _CharKeys:
                 continue
             key = points[:count].copy()
             for k in range(1, n):
-                key = (key << _BITS) | points[k : k + count]
+                key = (key << PACK_BITS) | points[k : k + count]
             inside = word_of[:count] == word_of[n - 1 : n - 1 + count]
-            key = key[inside]
-            at = np.minimum(np.searchsorted(self._keys, key), len(self._keys) - 1)
-            found = self._keys[at] == key
+            at, found = sorted_positions(self._keys, key[inside])
             columns.append(np.where(found, self._columns[at], -1))
             rows.append(word_text[word_of[:count][inside]])
         return np.concatenate(rows), np.concatenate(columns)
 
 
-def _pack(gram: str) -> int:
+def code_points(text: str) -> npt.NDArray[np.int64]:
+    """Each character's code point plus one, the digits that ``pack`` uses."""
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64) + 1
+
+
+def pack(gram: str) -> int:
+    """Up to three characters as one integer, equal to what ``code_points`` shifted by
+    ``PACK_BITS`` and or-ed together gives for the same characters."""
     key = 0
     for char in gram:
-        key = (key << _BITS) | (ord(char) + 1)
+        key = (key << PACK_BITS) | (ord(char) + 1)
     return key
+
+
+def sorted_positions(
+    sorted_keys: npt.NDArray[np.int64], values: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """For each value, where it sits in ``sorted_keys`` and whether it is there."""
+    if not len(sorted_keys):
+        return np.zeros(len(values), dtype=np.intp), np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
+    found: npt.NDArray[np.bool_] = sorted_keys[at] == values
+    return at, found
 
 
 # Classes rather than closures: a fitted placer is pickled into the start-up cache.
