@@ -87,14 +87,21 @@ def placement_quality(week: Week, placer: CataloguePlacer) -> dict[str, Any]:
         true_pos += len(wanted & set(types))
         volunteer_missed.update(wanted - set(types))
     return {
-        "need_top1": {k: round(hits[k] / totals[k], 3) for k in totals},
+        "need_top1": {k: hits[k] / totals[k] for k in totals},
         "need_counts": dict(totals),
         "no_type_abstained": f"{abstained_no_type}/{no_type}",
-        "volunteer_recall": round(true_pos / labelled, 3) if labelled else 1.0,
-        "volunteer_precision": round(true_pos / predicted, 3) if predicted else 1.0,
+        "volunteer_recall": true_pos / labelled if labelled else 1.0,
+        "volunteer_precision": true_pos / predicted if predicted else 1.0,
         # Counts by type only: which types are weak, never which texts.
         "need_confusions": dict(confused.most_common()),
         "volunteer_types_missed": dict(volunteer_missed.most_common()),
+    }
+
+
+def _rounded(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: _rounded(v) if isinstance(v, dict) else round(v, 3) if isinstance(v, float) else v
+        for k, v in result.items()
     }
 
 
@@ -141,7 +148,7 @@ def run(path: Path, *, details: bool) -> dict[str, Any]:
         "oracle": report.oracle_correct,
         "violations": len(report.violations),
         "by_language": report.by_language,
-        **placement_quality(week, placer),
+        **_rounded(placement_quality(week, placer)),
         "missed_by_cause": dict(miss_causes(week, placer, report)),
         "wrong_bookings": len(report.wrong),
     }

@@ -46,24 +46,12 @@ def test_hard_tune_week_keeps_precision() -> None:
 
 def placement_accuracy(name: str) -> tuple[float, float]:
     """Need top-1 (needs with a type) and volunteer type recall, against the labels."""
-    labels = json.loads((DATA / f"{name}.labels.json").read_text())
-    needs: dict[str, str] = {}
-    skills: dict[str, str] = {}
-    for line in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
-        event = json.loads(line)
-        if event.get("type") == "need.posted":
-            needs[event["need_id"]] = event["text"]
-        elif event.get("type") == "volunteer.available":
-            skills[event["volunteer_id"]] = event["skills"]
-    model = build_skill_model(ModelSettings())
-    typed = [n for n in needs if labels["needs"].get(n)]
-    hits = sum(model.place_need(needs[n]).top in labels["needs"][n] for n in typed)
-    wanted = found = 0
-    for volunteer, text in skills.items():
-        gold = set(labels["volunteers"].get(volunteer, []))
-        wanted += len(gold)
-        found += len(gold & set(model.place_volunteer(text)))
-    return hits / len(typed), found / wanted
+    from bench.quality import load_week, placement_quality
+
+    quality = placement_quality(
+        load_week(DATA / f"{name}.jsonl"), build_skill_model(ModelSettings())
+    )
+    return quality["need_top1"]["all"], quality["volunteer_recall"]
 
 
 @pytest.mark.slow
