@@ -61,11 +61,11 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import orjson
 import redis
@@ -409,6 +409,9 @@ class _CachedNeed:
     pending: NeedRecord | None
 
 
+_Cached = TypeVar("_Cached", _CachedVolunteer, _CachedNeed)
+
+
 @dataclass(frozen=True, slots=True)
 class _CachedIndex:
     version: int
@@ -678,7 +681,7 @@ class RedisUnitOfWork:
     def _load_volunteers(self, volunteer_ids: Iterable[str]) -> None:
         self._open()  # even when cached: a committed unit must not be read again
         missing = [v for v in dict.fromkeys(volunteer_ids) if v not in self._volunteers]
-        missing = self._volunteers_from_cache(missing)
+        missing = self._from_cache(missing, self._cache.volunteers, self._adopt_volunteer)
         if not missing:
             return
 
@@ -694,15 +697,21 @@ class RedisUnitOfWork:
             (a for v in missing for a in self._volunteers[v].booking_ids), fresh=True
         )
 
-    def _volunteers_from_cache(self, wanted: list[str]) -> list[str]:
-        """Fill what the cache holds; return the ids still to read from Redis."""
+    def _from_cache(
+        self,
+        wanted: list[str],
+        cached: Mapping[str, _Cached],
+        adopt: Callable[[str, _Cached], None],
+    ) -> list[str]:
+        """Adopt what the cache holds (with all its bookings); return the ids still to
+        read from Redis."""
         rest = []
-        for v in wanted:
-            entry = self._cache.volunteers.get(v)
+        for key in wanted:
+            entry = cached.get(key)
             if entry is None or not self._adopt_cached_bookings(entry.booking_ids):
-                rest.append(v)
+                rest.append(key)
                 continue
-            self._adopt_volunteer(v, entry)
+            adopt(key, entry)
         return rest
 
     def _adopt_volunteer(self, volunteer_id: str, entry: _CachedVolunteer) -> None:
@@ -717,7 +726,7 @@ class RedisUnitOfWork:
     def _load_needs(self, need_ids: Iterable[str]) -> None:
         self._open()  # even when cached: a committed unit must not be read again
         missing = [n for n in dict.fromkeys(need_ids) if n not in self._needs]
-        missing = self._needs_from_cache(missing)
+        missing = self._from_cache(missing, self._cache.needs, self._adopt_need)
         if not missing:
             return
 
@@ -730,16 +739,6 @@ class RedisUnitOfWork:
         for i, n in enumerate(missing):
             self._adopt_need(n, _need_read(replies[size * i : size * i + size]))
         self._load_bookings((a for n in missing for a in self._needs[n].booking_ids), fresh=True)
-
-    def _needs_from_cache(self, wanted: list[str]) -> list[str]:
-        rest = []
-        for n in wanted:
-            entry = self._cache.needs.get(n)
-            if entry is None or not self._adopt_cached_bookings(entry.booking_ids):
-                rest.append(n)
-                continue
-            self._adopt_need(n, entry)
-        return rest
 
     def _adopt_need(self, need_id: str, entry: _CachedNeed) -> None:
         self._needs[need_id] = _NeedState(
