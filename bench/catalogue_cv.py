@@ -50,7 +50,7 @@ def cross_validate(folds: int = 5, config: PlacementConfig | None = None) -> dic
         held = [
             (x, t.id)
             for t in catalogue.types
-            for x in [*t.examples_need_zh, *t.examples_need_en]
+            for x in t.need_examples
             if _fold(x, folds) == fold
         ]
         placements = placer.predict_needs([x for x, _ in held])
