@@ -14,9 +14,13 @@ import hashlib
 import json
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
+from matcher.settings import ModelSettings
 from models.catalogue import Catalogue, load_catalogue
+from models.embedders import Embedder
+from models.factory import language_embedders
 from models.placement import CataloguePlacer, PlacementConfig, text_language
 
 
@@ -37,7 +41,12 @@ def _without_fold(catalogue: Catalogue, fold: int, folds: int) -> Catalogue:
     return catalogue.model_copy(update={"types": types})
 
 
-def cross_validate(folds: int = 5, config: PlacementConfig | None = None) -> dict[str, Any]:
+def cross_validate(
+    folds: int = 5,
+    config: PlacementConfig | None = None,
+    embedders: Mapping[str, Embedder] | None = None,
+) -> dict[str, Any]:
+    """``embedders``: the language embedders of the placer measured (none by default)."""
     catalogue = load_catalogue()
     hits: Counter[str] = Counter()
     totals: Counter[str] = Counter()
@@ -46,12 +55,11 @@ def cross_validate(folds: int = 5, config: PlacementConfig | None = None) -> dic
     confused: Counter[str] = Counter()
     misses: Counter[str] = Counter()
     for fold in range(folds):
-        placer = CataloguePlacer(_without_fold(catalogue, fold, folds), config=config).fit()
+        placer = CataloguePlacer(
+            _without_fold(catalogue, fold, folds), language_embedders=embedders, config=config
+        ).fit()
         held = [
-            (x, t.id)
-            for t in catalogue.types
-            for x in t.need_examples
-            if _fold(x, folds) == fold
+            (x, t.id) for t in catalogue.types for x in t.need_examples if _fold(x, folds) == fold
         ]
         placements = placer.predict_needs([x for x, _ in held])
         for (text, type_id), placement in zip(held, placements, strict=True):
@@ -80,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.catalogue_cv", description=__doc__)
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args(argv)
-    json.dump(cross_validate(args.folds), sys.stdout, indent=1)
+    embedders = language_embedders(ModelSettings())
+    json.dump(cross_validate(args.folds, embedders=embedders), sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
 

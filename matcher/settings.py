@@ -70,8 +70,14 @@ class CoordinatorSettings(_Group):
 
 
 class ModelSettings(_Group):
+    # Compares every text with every catalogue example; off by default ("tfidf" and
+    # "none" both mean no embedder here).
     embedder: EmbedderBackend = "tfidf"
     model_path: Path | None = None
+    # Compares English texts with the catalogue's English examples: MiniLM carries new
+    # English wording where n-grams do not (BENCHMARKS.md). "none" turns it off; when
+    # the model is not installed the placer goes on without it and says so in the log.
+    embedder_en: EmbedderBackend = "minilm"
     catalogue_path: Path | None = None
     cache_size: int = 50_000
     # The fitted placer is kept here, named by everything it was fitted from (placer

@@ -5,9 +5,10 @@ Three signals, fused per service type:
   on the catalogue's examples (needs and volunteer profiles kept apart, since residents
   describe problems and volunteers describe professions);
 - the catalogue's keyword lexicon (distinctive words coordinators maintain);
-- optionally an embedder: nearest catalogue example of each type, so a paraphrase with
-  no shared word still lands (examples exist in both languages, so each text also meets
-  examples in its own language).
+- embedders: the nearest catalogue example of each type, so a paraphrase with no shared
+  word still lands. An embedder may serve every text against every example, or texts of
+  one language against the examples in that language (``language_embedders``: English
+  MiniLM for English texts by default, where n-grams carry new wording least well).
 A need gets its best type when the fused score clears a threshold, else the placer
 abstains; a volunteer gets every type their whole text or one of its clauses clears.
 Thresholds are per text language (``PlacementConfig``), chosen by cross-validation. Follows
@@ -47,12 +48,13 @@ from models.textfeatures import PACK_BITS, CompiledTfidf, code_points, pack, sor
 
 log = logging.getLogger(__name__)
 
-PLACER_VERSION = "4"
+PLACER_VERSION = "5"
 # Needs that no volunteer can serve (bus routes, lifts, heating supply) are learned as a
 # class of their own, so they are answered honestly instead of going to the nearest trade.
 OUT_OF_SCOPE = "_out_of_scope"
 _CLAUSE_SPLIT = re.compile(r"[，,；;。.!！?？、/|\n]+|\s+and\s+|\s*&\s*|以及|并且|还会|也会|同时")
 
+LANGUAGES = ("zh", "en", "mixed")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
 
@@ -81,7 +83,7 @@ class PlacementConfig:
     volunteer_margin: float = 0.1
     weight_classifier: float = 0.55
     weight_keywords: float = 0.15
-    weight_embedding: float = 0.15
+    weight_embedding: float = 0.4
     embedding_temperature: float = 0.03
     classifier_temperature: float = 0.15
     classifier_c: float = 2.0
@@ -137,8 +139,31 @@ class _Side:
         result: FloatArray = np.asarray(features @ self.coef) + self.intercept
         return result
 
-    example_types: list[int] = field(default_factory=list)
-    example_vectors: npt.NDArray[np.float32] | None = None
+    banks: list[_Bank] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Bank:
+    """Catalogue examples encoded by one embedder, for the texts of one language (or of
+    every language), rows sorted by type so a ``reduceat`` takes each type's best."""
+
+    language: str | None
+    embedder: str
+    vectors: npt.NDArray[np.float32]
+    type_columns: npt.NDArray[np.int64]  # the type of each group of rows
+    group_starts: npt.NDArray[np.int64]  # where each type's rows begin
+
+    def serves(self, language: str) -> bool:
+        return self.language is None or self.language == language
+
+    def best_per_type(self, queries: npt.NDArray[np.float32], n_types: int) -> FloatArray:
+        """Each query's cosine to the nearest example of each type; -1 for a type with
+        no example here."""
+        best = np.full((len(queries), n_types), -1.0)
+        if len(self.vectors):
+            sims = queries @ self.vectors.T
+            best[:, self.type_columns] = np.maximum.reduceat(sims, self.group_starts, axis=1)
+        return best
 
 
 _ENGLISH_WORD = re.compile(r"[a-z][a-z'\-]+")
@@ -188,10 +213,20 @@ class CataloguePlacer:
         catalogue: Catalogue,
         *,
         embedder: Embedder | None = None,
+        language_embedders: Mapping[str, Embedder] | None = None,
         config: PlacementConfig | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.embedder = embedder
+        self.language_embedders = dict(language_embedders or {})
+        unknown = set(self.language_embedders) - set(LANGUAGES)
+        if unknown:
+            raise ModelsError(f"language_embedders: unknown language(s) {sorted(unknown)}")
+        # (language or None for every text, embedder), in the order of each side's banks.
+        self._embedders: list[tuple[str | None, Embedder]] = [
+            *([(None, embedder)] if embedder is not None else []),
+            *self.language_embedders.items(),
+        ]
         self.config = config or PlacementConfig()
         self._keywords = _compile_keywords(catalogue.types)
         self._event_markers = _event_markers(catalogue)
@@ -202,11 +237,14 @@ class CataloguePlacer:
 
     @property
     def version(self) -> str:
-        embedder = self.embedder.name if self.embedder else "none"
         return (
             f"placer{PLACER_VERSION}-cat{self.catalogue.version}.{self.catalogue.fingerprint}"
-            f"-{self.config.digest()}-{embedder}"
+            f"-{self.config.digest()}-{self._embedder_names()}"
         )
+
+    def _embedder_names(self) -> str:
+        names = [f"{language or 'all'}:{e.name}" for language, e in self._embedders]
+        return "+".join(names) or "none"
 
     # --- fit ------------------------------------------------------------------------
 
@@ -254,12 +292,15 @@ class CataloguePlacer:
                 np.float64
             ),
         )
-        if self.embedder is not None:
-            index = {c: i for i, c in enumerate(classes)}
-            side.example_types = [index[t] for _, types in data for t in types]
-            vectors = self.embedder.encode(texts, role="passage")
-            rows = [i for i, (_, types) in enumerate(data) for _ in types]
-            side.example_vectors = vectors[rows]
+        column = {c: i for i, c in enumerate(classes)}
+        for language, embedder in self._embedders:
+            examples = [
+                (text, column[t])
+                for text, (_, types) in zip(texts, data, strict=True)
+                for t in types
+                if language is None or text_language(text) == language
+            ]
+            side.banks.append(_encode_bank(examples, language, embedder))
         return side
 
     # --- fitted state, for the start-up cache ---------------------------------------
@@ -271,6 +312,7 @@ class CataloguePlacer:
             PLACER_VERSION,
             self.catalogue.fingerprint,
             self.config.digest(),
+            self._embedder_names(),
             sklearn.__version__,
             np.__version__,
             scipy.__version__,
@@ -278,8 +320,6 @@ class CataloguePlacer:
         return "placer-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def fitted_state(self) -> dict[str, Any]:
-        if self.embedder is not None:
-            raise ModelsError("a placer with an embedder is not cached: refit it")
         return {
             "key": self.fit_key,
             "need": self._side("need"),
@@ -324,11 +364,18 @@ class CataloguePlacer:
         if keyword is None:
             keyword = self._keyword_hits(normalised, placed.classes)
         fused = cfg.weight_classifier * probs + cfg.weight_keywords * keyword
-        if placed.example_vectors is not None and self.embedder is not None:
-            fused += cfg.weight_embedding * self._embedding_probs(normalised, placed)
-        else:
-            fused /= cfg.weight_classifier + cfg.weight_keywords
-        return fused
+        weights = np.full(len(normalised), cfg.weight_classifier + cfg.weight_keywords)
+        languages = [text_language(t) for t in normalised] if placed.banks else []
+        for bank, (_, embedder) in zip(placed.banks, self._embedders, strict=True):
+            rows = [i for i, language in enumerate(languages) if bank.serves(language)]
+            if not rows:
+                continue
+            queries = embedder.encode([normalised[i] for i in rows], role="query")
+            best = bank.best_per_type(queries, len(placed.classes))
+            fused[rows] += cfg.weight_embedding * _softmax(best, cfg.embedding_temperature)
+            weights[rows] += cfg.weight_embedding
+        result: FloatArray = fused / weights[:, None]
+        return result
 
     def _side(self, side: str) -> _Side:
         placed = self._need_side if side == "need" else self._volunteer_side
@@ -344,16 +391,6 @@ class CataloguePlacer:
                 if type_id in column:
                     hits[i, column[type_id]] = 1.0
         return hits
-
-    def _embedding_probs(self, texts: Sequence[str], side: _Side) -> FloatArray:
-        assert self.embedder is not None
-        assert side.example_vectors is not None
-        vectors = self.embedder.encode(texts, role="query")
-        sims = vectors @ side.example_vectors.T
-        best = np.full((len(texts), len(side.classes)), -1.0)
-        for k, type_index in enumerate(side.example_types):
-            np.maximum(best[:, type_index], sims[:, k], out=best[:, type_index])
-        return _softmax(best, self.config.embedding_temperature)
 
     def predict_needs(self, texts: Sequence[str]) -> list[NeedPlacement]:
         scores = self.type_scores(texts, side="need")
@@ -456,7 +493,32 @@ class CataloguePlacer:
             self._volunteer_cache[text] = types
 
     def get_params(self) -> dict[str, Any]:
-        return {"config": self.config, "embedder": self.embedder}
+        return {
+            "config": self.config,
+            "embedder": self.embedder,
+            "language_embedders": self.language_embedders,
+        }
+
+
+def _encode_bank(
+    examples: Sequence[tuple[str, int]], language: str | None, embedder: Embedder
+) -> _Bank:
+    """``examples``: (normalised text, type column). Each distinct text is encoded once."""
+    ordered = sorted(examples, key=lambda example: example[1])
+    distinct = list(dict.fromkeys(text for text, _ in ordered))
+    row_of = {text: i for i, text in enumerate(distinct)}
+    vectors = embedder.encode(distinct, role="passage") if distinct else None
+    columns = np.array([c for _, c in ordered], dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, columns[1:] != columns[:-1]]) if len(columns) else columns
+    return _Bank(
+        language,
+        embedder.name,
+        np.ascontiguousarray(vectors[[row_of[t] for t, _ in ordered]])
+        if vectors is not None
+        else np.zeros((0, embedder.dim), dtype=np.float32),
+        columns[starts],
+        starts.astype(np.int64),
+    )
 
 
 def _need_texts(service: ServiceType) -> list[str]:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 import yaml
 
 from matcher.settings import ModelSettings
 from models.catalogue import load_catalogue
+from models.embedders import Role
 from models.exceptions import CatalogueError, ModelsError
 from models.placement import (
     CataloguePlacer,
@@ -67,7 +72,7 @@ def test_placement_is_cached_and_batched(placer: CataloguePlacer) -> None:
 
 
 def test_version_names_catalogue_and_config(placer: CataloguePlacer) -> None:
-    assert placer.version.startswith("placer4-cat")
+    assert placer.version.startswith("placer5-cat")
 
 
 def test_split_clauses() -> None:
@@ -179,3 +184,64 @@ def test_an_empty_fit_cache_setting_turns_the_cache_off() -> None:
     assert ModelSettings(fit_cache_dir="").fit_cache_dir is None
     assert ModelSettings(fit_cache_dir="/srv/cache").fit_cache_dir == Path("/srv/cache")
     assert ModelSettings().fit_cache_dir is not None
+
+
+class RecordingEmbedder:
+    """Deterministic vectors from a hash of the text; remembers every text it encoded."""
+
+    name = "recording@1"
+    dim = 8
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode(self, texts: Sequence[str], *, role: Role = "passage") -> npt.NDArray[np.float32]:
+        self.seen += texts
+        rows = [np.frombuffer(hashlib.sha256(t.encode()).digest()[:8], np.uint8) for t in texts]
+        matrix = np.array(rows, dtype=np.float32).reshape(len(texts), self.dim) + 1.0
+        unit: npt.NDArray[np.float32] = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+        return unit
+
+
+@pytest.fixture(scope="module")
+def english_embedder() -> RecordingEmbedder:
+    return RecordingEmbedder()
+
+
+@pytest.fixture(scope="module")
+def placer_with_english(english_embedder: RecordingEmbedder) -> CataloguePlacer:
+    return CataloguePlacer(load_catalogue(), language_embedders={"en": english_embedder}).fit()
+
+
+def test_a_language_embedder_reads_only_texts_in_its_language(
+    placer: CataloguePlacer,
+    placer_with_english: CataloguePlacer,
+    english_embedder: RecordingEmbedder,
+) -> None:
+    chinese = ["厨房水管漏水，地上全是水", "孩子吃鱼被鱼刺卡住了"]
+    english = placer_with_english.predict_needs(["my son can't follow his maths homework"])
+    assert english[0].top is not None
+    assert placer_with_english.predict_needs(chinese) == placer.predict_needs(chinese)
+    placer_with_english.predict_volunteers(["退休电工，也会修水管; retired plumber"])
+    assert english_embedder.seen
+    assert {text_language(t) for t in english_embedder.seen} == {"en"}
+    assert placer_with_english.version.endswith("-en:recording@1")
+
+
+def test_an_unknown_language_is_refused() -> None:
+    with pytest.raises(ModelsError, match="unknown language"):
+        CataloguePlacer(load_catalogue(), language_embedders={"fr": RecordingEmbedder()})
+
+
+def test_fit_cache_keeps_the_example_vectors_of_an_embedder(
+    tmp_path: Path, placer: CataloguePlacer, placer_with_english: CataloguePlacer
+) -> None:
+    catalogue = load_catalogue()
+    with_english = CataloguePlacer(catalogue, language_embedders={"en": RecordingEmbedder()})
+    assert with_english.fit_key not in (placer.fit_key, "")
+    load_or_fit(with_english, tmp_path)
+    again = CataloguePlacer(catalogue, language_embedders={"en": RecordingEmbedder()})
+    again.fit = None  # type: ignore[method-assign]  # loading must not fit
+    again = load_or_fit(again, tmp_path)
+    texts = ["The pipe under the sink is leaking everywhere", "牙疼了三天"]
+    assert again.predict_needs(texts) == placer_with_english.predict_needs(texts)
