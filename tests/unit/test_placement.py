@@ -222,10 +222,23 @@ def test_a_language_embedder_reads_only_texts_in_its_language(
     english = placer_with_english.predict_needs(["my son can't follow his maths homework"])
     assert english[0].top is not None
     assert placer_with_english.predict_needs(chinese) == placer.predict_needs(chinese)
-    placer_with_english.predict_volunteers(["退休电工，也会修水管; retired plumber"])
     assert english_embedder.seen
     assert {text_language(t) for t in english_embedder.seen} == {"en"}
+    before = len(english_embedder.seen)
+    placer_with_english.predict_volunteers(["retired plumber, weekends free"])
+    assert len(english_embedder.seen) == before  # needs only
     assert placer_with_english.version.endswith("-en:recording@1")
+
+
+@pytest.mark.parametrize(("gate", "consulted"), [(0.0, False), (1.01, True)])
+def test_the_embedder_is_asked_only_about_unsure_texts(gate: float, consulted: bool) -> None:
+    embedder = RecordingEmbedder()
+    config = PlacementConfig(embedding_gate=gate)
+    placer = CataloguePlacer(load_catalogue(), language_embedders={"en": embedder}, config=config)
+    placer.fit()
+    embedder.seen.clear()
+    placer.place_need("The pipe under the sink is leaking everywhere")
+    assert bool(embedder.seen) is consulted
 
 
 def test_an_unknown_language_is_refused() -> None:
