@@ -61,10 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     placer = build_skill_model(ModelSettings())
     for path in args.probe:
         result = probe_quality(load_probe(path), placer)
-        rounded = {
-            k: {n: round(v, 3) for n, v in val.items()} if k == "need_top1" else val
-            for k, val in result.items()
-        }
+        rounded = {**result, "need_top1": {k: round(v, 3) for k, v in result["need_top1"].items()}}
+        rounded["out_of_scope_abstained"] = round(result["out_of_scope_abstained"], 3)
         json.dump({"probe": path.name, "placer": placer.version, **rounded}, sys.stdout, indent=1)
         sys.stdout.write("\n")
     return 0
