@@ -9,7 +9,9 @@ wording nobody fitted on. ``probe_dev`` may be read when looking for weaknesses;
 ``probe_check`` is reported in aggregate only.
 
 Prints top-1 (the placer's first type is one of the labels) by text language, and the
-share of out-of-scope requests the placer abstains on.
+share of out-of-scope requests the placer abstains on. A file whose name contains
+``volunteers`` holds skills texts instead, labelled with every type the person can
+offer: it prints type recall (by language) and precision.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.quality import rounded
 from matcher.settings import ModelSettings
 from models.factory import build_skill_model
 from models.placement import CataloguePlacer, text_language
@@ -54,16 +57,34 @@ def probe_quality(
     }
 
 
+def volunteer_probe_quality(
+    rows: list[tuple[str, tuple[str, ...]]], placer: CataloguePlacer
+) -> dict[str, Any]:
+    offered = placer.predict_volunteers([text for text, _ in rows])
+    found: Counter[str] = Counter()
+    labelled: Counter[str] = Counter()
+    predicted = 0
+    for (text, types), placed in zip(rows, offered, strict=True):
+        predicted += len(placed)
+        for key in ("all", text_language(text)):
+            labelled[key] += len(types)
+            found[key] += len(set(types) & set(placed))
+    return {
+        "volunteer_recall": {k: found[k] / labelled[k] for k in labelled},
+        "volunteer_precision": found["all"] / predicted if predicted else 1.0,
+        "labelled_types": dict(labelled),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.probe", description=__doc__)
     parser.add_argument("probe", type=Path, nargs="+", help="JSONL of {text, types}")
     args = parser.parse_args(argv)
     placer = build_skill_model(ModelSettings())
     for path in args.probe:
-        result = probe_quality(load_probe(path), placer)
-        rounded = {**result, "need_top1": {k: round(v, 3) for k, v in result["need_top1"].items()}}
-        rounded["out_of_scope_abstained"] = round(result["out_of_scope_abstained"], 3)
-        json.dump({"probe": path.name, "placer": placer.version, **rounded}, sys.stdout, indent=1)
+        measure = volunteer_probe_quality if "volunteers" in path.name else probe_quality
+        result = rounded(measure(load_probe(path), placer))
+        json.dump({"probe": path.name, "placer": placer.version, **result}, sys.stdout, indent=1)
         sys.stdout.write("\n")
     return 0
 

@@ -98,9 +98,9 @@ def placement_quality(week: Week, placer: CataloguePlacer) -> dict[str, Any]:
     }
 
 
-def _rounded(result: dict[str, Any]) -> dict[str, Any]:
+def rounded(result: dict[str, Any]) -> dict[str, Any]:
     return {
-        k: _rounded(v) if isinstance(v, dict) else round(v, 3) if isinstance(v, float) else v
+        k: rounded(v) if isinstance(v, dict) else round(v, 3) if isinstance(v, float) else v
         for k, v in result.items()
     }
 
@@ -148,7 +148,7 @@ def run(path: Path, *, details: bool) -> dict[str, Any]:
         "oracle": report.oracle_correct,
         "violations": len(report.violations),
         "by_language": report.by_language,
-        **_rounded(placement_quality(week, placer)),
+        **rounded(placement_quality(week, placer)),
         "missed_by_cause": dict(miss_causes(week, placer, report)),
         "wrong_bookings": len(report.wrong),
     }

@@ -389,7 +389,17 @@ class CataloguePlacer:
             rows = [i for i, language in languages.items() if bank.serves(language)]
             if not rows:
                 continue
-            queries = embedder.encode([normalised[i] for i in rows], role="query")
+            try:
+                queries = embedder.encode([normalised[i] for i in rows], role="query")
+            except Exception as exc:  # a failing embedder costs its signal, not the placement
+                # The type of the failure only: the texts are residents' words.
+                log.warning(
+                    "embedder %s failed (%s): %d text(s) placed without it",
+                    embedder.name,
+                    type(exc).__name__,
+                    len(rows),
+                )
+                continue
             best = bank.best_per_type(queries, len(placed.classes))
             fused[rows] += cfg.weight_embedding * _softmax(best, cfg.embedding_temperature)
             weights[rows] += cfg.weight_embedding

@@ -258,3 +258,29 @@ def test_fit_cache_keeps_the_example_vectors_of_an_embedder(
     again = load_or_fit(again, tmp_path)
     texts = ["The pipe under the sink is leaking everywhere", "牙疼了三天"]
     assert again.predict_needs(texts) == placer_with_english.predict_needs(texts)
+
+
+class FailingEmbedder(RecordingEmbedder):
+    """Encodes the catalogue at fit time, then breaks (torch out of memory, say)."""
+
+    broken = False
+
+    def encode(self, texts: Sequence[str], *, role: Role = "passage") -> npt.NDArray[np.float32]:
+        if self.broken:
+            raise RuntimeError("out of memory")
+        return super().encode(texts, role=role)
+
+
+def test_a_failing_embedder_costs_its_signal_not_the_placement(
+    placer: CataloguePlacer, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder = FailingEmbedder()
+    config = PlacementConfig(embedding_gate=1.01)  # ask it about every English text
+    with_embedder = CataloguePlacer(
+        load_catalogue(), language_embedders={"en": embedder}, config=config
+    ).fit()
+    embedder.broken = True
+    text = "The pipe under the sink is leaking everywhere"
+    assert with_embedder.place_need(text) == placer.place_need(text)
+    assert "RuntimeError" in caplog.text
+    assert "sink" not in caplog.text  # residents' words stay out of the log
