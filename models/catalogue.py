@@ -37,12 +37,13 @@ class SupportRule(BaseModel):
 
 
 class CombinedProfile(BaseModel):
-    """A volunteer profile that covers several types at once ("水电都干过" is plumbing and
-    electrical): taught to every type it names, so one skill does not crowd out another."""
+    """A volunteer profile taught to every type it names: several at once ("水电都干过" is
+    plumbing and electrical), so one skill does not crowd out another, or what a job
+    implies ("派出所社区民警" is anti-fraud, theft prevention and patrols)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    types: Annotated[list[str], Field(min_length=2)]
+    types: Annotated[list[str], Field(min_length=1)]
     text: Annotated[str, Field(min_length=2)]
 
 
