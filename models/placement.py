@@ -145,17 +145,14 @@ class _Side:
 
 @dataclass(frozen=True)
 class _Bank:
-    """Catalogue examples encoded by one embedder, for the texts of one language (or of
-    every language), rows sorted by type so a ``reduceat`` takes each type's best."""
+    """Catalogue examples encoded by one of the placer's embedders (which one, and so for
+    which language, is ``source``), rows sorted by type so a ``reduceat`` takes each
+    type's best."""
 
-    language: str | None
-    source: int  # which of the placer's embedders encoded it
+    source: int  # position in the placer's embedders
     vectors: npt.NDArray[np.float32]
     type_columns: npt.NDArray[np.int64]  # the type of each group of rows
     group_starts: npt.NDArray[np.int64]  # where each type's rows begin
-
-    def serves(self, language: str) -> bool:
-        return self.language is None or self.language == language
 
     def best_per_type(self, queries: npt.NDArray[np.float32], n_types: int) -> FloatArray:
         """Each query's cosine to the nearest example of each type; -1 for a type with
@@ -265,13 +262,13 @@ class CataloguePlacer:
         ]
         volunteer_data += [(p.text, tuple(p.types)) for p in self.catalogue.combined_profiles]
         volunteer_data += [(x, (t,)) for x, t in extra_volunteers]
-        self._need_side = self._fit_side(need_data, self._embedders)
+        self._need_side = self._fit_side(need_data, range(len(self._embedders)))
         # Language embedders serve needs only. On profiles they raised volunteer type
         # precision (0.80 -> 0.83 on the tune week) but changed no booking, and profiles
         # are split into clauses ("free on weekends") that n-grams are unsure of by
         # nature, so each would cost an encoding.
         self._volunteer_side = self._fit_side(
-            volunteer_data, [(lang, e) for lang, e in self._embedders if lang is None]
+            volunteer_data, [i for i, (lang, _) in enumerate(self._embedders) if lang is None]
         )
         self._need_cache.clear()
         self._volunteer_cache.clear()
@@ -280,7 +277,7 @@ class CataloguePlacer:
     def _fit_side(
         self,
         data: Sequence[tuple[str, tuple[str, ...]]],
-        embedders: Sequence[tuple[str | None, Embedder]],
+        sources: Iterable[int],
     ) -> _Side:
         """One linear SVM per type against all others (what LinearSVC does for several
         classes), fitted on a label matrix so a text may teach more than one type. A linear
@@ -304,15 +301,15 @@ class CataloguePlacer:
             ),
         )
         column = {c: i for i, c in enumerate(classes)}
-        for language, embedder in embedders:
+        for source in sources:
+            language, embedder = self._embedders[source]
             examples = [
                 (text, column[t])
                 for text, (_, types) in zip(texts, data, strict=True)
                 for t in types
                 if language is None or text_language(text) == language
             ]
-            source = self._embedders.index((language, embedder))
-            side.banks.append(_encode_bank(examples, language, source, embedder))
+            side.banks.append(_encode_bank(examples, source, embedder))
         return side
 
     # --- fitted state, for the start-up cache ---------------------------------------
@@ -385,8 +382,8 @@ class CataloguePlacer:
         unsure: list[int] = np.flatnonzero(without.max(axis=1) < cfg.embedding_gate).tolist()
         languages = {i: text_language(normalised[i]) for i in unsure}
         for bank in placed.banks:
-            embedder = self._embedders[bank.source][1]
-            rows = [i for i, language in languages.items() if bank.serves(language)]
+            served, embedder = self._embedders[bank.source]
+            rows = [i for i, language in languages.items() if served in (None, language)]
             if not rows:
                 continue
             try:
@@ -529,24 +526,22 @@ class CataloguePlacer:
         }
 
 
-def _encode_bank(
-    examples: Sequence[tuple[str, int]], language: str | None, source: int, embedder: Embedder
-) -> _Bank:
+def _encode_bank(examples: Sequence[tuple[str, int]], source: int, embedder: Embedder) -> _Bank:
     """``examples``: (normalised text, type column). Each distinct text is encoded once."""
+    if not examples:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Bank(source, np.zeros((0, embedder.dim), dtype=np.float32), empty, empty)
     ordered = sorted(examples, key=lambda example: example[1])
     distinct = list(dict.fromkeys(text for text, _ in ordered))
     row_of = {text: i for i, text in enumerate(distinct)}
-    vectors = embedder.encode(distinct, role="passage") if distinct else None
+    vectors = embedder.encode(distinct, role="passage")
     columns = np.array([c for _, c in ordered], dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, columns[1:] != columns[:-1]]) if len(columns) else columns
+    starts = np.flatnonzero(np.r_[True, columns[1:] != columns[:-1]])
     return _Bank(
-        language,
         source,
-        np.ascontiguousarray(vectors[[row_of[t] for t, _ in ordered]])
-        if vectors is not None
-        else np.zeros((0, embedder.dim), dtype=np.float32),
+        np.ascontiguousarray(vectors[[row_of[t] for t, _ in ordered]]),
         columns[starts],
-        starts.astype(np.int64),
+        starts,
     )
 
 
