@@ -12,8 +12,8 @@ volunteers get a kind, a home community (some serve a neighbour too), availabili
 weekly cap; most serviceable needs are put in a fitting volunteer's community and over
 part of that volunteer's free time, the rest anywhere. Fits are every volunteer who
 shares a labelled type with the need (no review by hand, unlike the labelled weeks).
-Build the check week from the ``*_check`` probes and keep its name containing
-``heldout`` so ``bench.quality`` reports aggregates only.
+Build the check week from the ``*_check`` probes and keep ``check`` in its name:
+``bench.quality`` then reports aggregates only.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Prints booking precision/recall (same- and cross-language), need top-1 by language,
 abstentions on needs with no type, volunteer type recall/precision, and missed bookings
 by cause. ``--details`` also lists the misses one by one, for tuning weeks only: the
-held-out week reports aggregates and nothing else (not even confusions by type), so
-nobody fits on its items.
+held-out week (and a week built from the check probes) reports aggregates and nothing
+else (not even confusions by type), so nobody fits on its items.
 """
 
 from __future__ import annotations
@@ -27,7 +27,13 @@ from schemas.codec import parse_input
 from schemas.events import NeedPosted, VolunteerAvailable
 from schemas.exceptions import InvalidEventError
 
-HELD_OUT_MARK = "heldout"
+# Weeks reported in aggregate only: the held-out week, and weeks built from the
+# ``*_check`` probes (bench/probe_week.py).
+HELD_OUT_MARKS = ("heldout", "check")
+
+
+def is_held_out(path: Path) -> bool:
+    return any(mark in path.name for mark in HELD_OUT_MARKS)
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,7 @@ def _cause(week: Week, placer: CataloguePlacer, need_id: str, volunteer_id: str)
 
 
 def run(path: Path, *, details: bool) -> dict[str, Any]:
-    if details and HELD_OUT_MARK in path.name:
+    if details and is_held_out(path):
         raise SystemExit("--details is refused on the held-out week: report aggregates only")
     week = load_week(path)
     started = time.perf_counter()
@@ -152,7 +158,7 @@ def run(path: Path, *, details: bool) -> dict[str, Any]:
         "missed_by_cause": dict(miss_causes(week, placer, report)),
         "wrong_bookings": len(report.wrong),
     }
-    if HELD_OUT_MARK in path.name:
+    if is_held_out(path):
         # Which types are weak is itself something to tune on: the held-out week says
         # how well, never where.
         result.pop("need_confusions")
