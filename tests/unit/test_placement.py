@@ -82,6 +82,16 @@ def test_split_clauses() -> None:
         "also plumbing",
         "tiling",
     ]
+    assert split_clauses("PT私教+康复师") == ["pt私教", "康复师"]
+
+
+def test_a_named_profession_is_covered_beside_a_stronger_one(placer: CataloguePlacer) -> None:
+    """One clause, two services: the softmax gives most of the unit to one, the keyword
+    keeps the other."""
+    types = placer.place_volunteer(
+        "Pharmacist who also gives talks on healthy eating for people with diabetes"
+    )
+    assert {"health.pharmacy", "health.nutrition"} <= set(types)
 
 
 def test_broken_catalogue_says_where(tmp_path: Path) -> None:
