@@ -30,10 +30,18 @@ class SupportRule(BaseModel):
     support_type: str
     markers_zh: list[str] = Field(default_factory=list)
     markers_en: list[str] = Field(default_factory=list)
+    # Who comes, counted: "约80人", "about 30 seniors". A number of ten or more before one
+    # of these words also marks an event.
+    audience_zh: list[str] = Field(default_factory=list)
+    audience_en: list[str] = Field(default_factory=list)
 
     @property
     def markers(self) -> list[str]:
         return [*self.markers_zh, *self.markers_en]
+
+    @property
+    def audience(self) -> list[str]:
+        return [*self.audience_zh, *self.audience_en]
 
 
 class CombinedProfile(BaseModel):

@@ -659,13 +659,21 @@ def _latin_word(word: str) -> str:
 
 
 def _event_markers(catalogue: Catalogue) -> re.Pattern[str] | None:
-    if catalogue.support is None or not catalogue.support.markers:
+    rule = catalogue.support
+    if rule is None or not (rule.markers or rule.audience):
         return None
-    words = sorted(
-        {normalise(m) for m in catalogue.support.markers if m.strip()}, key=len, reverse=True
-    )
-    parts = [_latin_word(w) if w.isascii() else re.escape(w) for w in words]
+    parts = [_latin_word(w) if w.isascii() else re.escape(w) for w in _longest_first(rule.markers)]
+    if rule.audience:
+        nouns = "|".join(
+            _latin_word(w) if w.isascii() else re.escape(w) for w in _longest_first(rule.audience)
+        )
+        # Ten or more: "2 people" to carry a sofa is a headcount, not an audience.
+        parts.append(rf"(?<![0-9])[1-9][0-9]{{1,3}}\s*(?:来|多|余)?\s*(?:个)?(?:{nouns})")
     return re.compile("|".join(parts))
+
+
+def _longest_first(words: Iterable[str]) -> list[str]:
+    return sorted({normalise(w) for w in words if w.strip()}, key=len, reverse=True)
 
 
 def _softmax(scores: FloatArray, temperature: float) -> FloatArray:

@@ -60,6 +60,21 @@ def test_talk_with_helpers_gets_organisers_as_support(placer: CataloguePlacer) -
     assert [t for t, _ in placement.support] == ["events.organising"]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Monthly free haircut day for the seniors in the courtyard? About 30 old folks would come.",
+        "入秋了大伙儿想听听怎么进补、艾灸这些，报名的有30来位",
+    ],
+)
+def test_an_audience_of_ten_or_more_marks_an_event(placer: CataloguePlacer, text: str) -> None:
+    assert [t for t, _ in placer.place_need(text).support] == ["events.organising"]
+
+
+def test_two_people_to_carry_a_sofa_are_not_an_audience(placer: CataloguePlacer) -> None:
+    assert placer.place_need("Need 2 people to carry a sofa up to the 5th floor").support == ()
+
+
 def test_volunteer_with_two_skills_gets_both(placer: CataloguePlacer) -> None:
     types = placer.place_volunteer("持证电工，也会修水管和马桶")
     assert {"repair.electrical", "repair.plumbing"} <= set(types)
