@@ -71,13 +71,13 @@ def test_placement_accuracy(name: str, need_top1: float, volunteer_recall: float
 @pytest.mark.slow
 def test_catalogue_examples_are_placed_when_held_out_of_the_fit() -> None:
     """Generalisation to unseen wording: each fifth of the catalogue's need examples,
-    placed by a placer fitted without it (0.892 top-1, English 0.921 measured with the
-    English embedder; BENCHMARKS.md)."""
+    placed by a placer fitted without it (0.911 top-1, English 0.930 measured with the
+    English embedder, catalogue 1.6.0; BENCHMARKS.md)."""
     from bench.catalogue_cv import cross_validate
 
     embedders = language_embedders(ModelSettings())
     result = cross_validate(folds=5, embedders=embedders)
-    assert result["top1"]["all"] >= (0.87 if embedders else 0.85), result
+    assert result["top1"]["all"] >= (0.89 if embedders else 0.85), result
     assert result["top1"]["en"] >= (0.90 if embedders else 0.85), result
     assert result["abstained"]["all"] <= 0.05, result
 
@@ -85,8 +85,9 @@ def test_catalogue_examples_are_placed_when_held_out_of_the_fit() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["probe_dev", "probe_check"])
 def test_requests_written_by_another_hand_are_placed(name: str) -> None:
-    """The probes were written from the list of type ids alone (bench/probe.py): 0.969-0.972
-    top-1 measured with the English embedder, 0.950-0.959 without it (catalogue 1.3.0)."""
+    """The probes were written from the list of type ids alone (bench/probe.py): 0.972-0.976
+    top-1 measured with the English embedder (catalogue 1.6.0), 0.950-0.959 without it
+    (catalogue 1.3.0)."""
     from bench.probe import load_probe, probe_quality
 
     placer = build_skill_model(ModelSettings())
@@ -100,7 +101,7 @@ def test_requests_written_by_another_hand_are_placed(name: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["probe_volunteers_dev", "probe_volunteers_check"])
 def test_profiles_written_by_another_hand_get_their_types(name: str) -> None:
-    """Volunteer type recall 0.931 / 0.953 and precision 0.844 / 0.883 measured."""
+    """Volunteer type recall 0.966 / 0.969 and precision 0.810 / 0.873 measured."""
     from bench.probe import load_probe, volunteer_probe_quality
 
     rows = load_probe(DATA / "hard" / f"{name}.jsonl")
