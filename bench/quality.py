@@ -137,7 +137,7 @@ def _cause(week: Week, placer: CataloguePlacer, need_id: str, volunteer_id: str)
 
 def run(path: Path, *, details: bool) -> dict[str, Any]:
     if details and is_held_out(path):
-        raise SystemExit("--details is refused on the held-out week: report aggregates only")
+        raise SystemExit("--details is refused on held-out and check weeks: report aggregates only")
     week = load_week(path)
     started = time.perf_counter()
     placer = build_skill_model(ModelSettings())

@@ -89,3 +89,18 @@ def test_bookings_in_weeks_of_probe_texts() -> None:
         oracle += report.oracle_correct
     assert correct / booked >= 0.95, (correct, booked)
     assert correct / oracle >= 0.92, (correct, oracle)
+
+
+@pytest.mark.parametrize("name", ["heldout.jsonl", "probe_week_check_s7.jsonl"])
+def test_held_out_and_check_weeks_refuse_details(name: str) -> None:
+    from bench.quality import run
+
+    with pytest.raises(SystemExit, match="aggregates only"):
+        run(Path(name), details=True)
+
+
+def test_dev_weeks_may_be_read_in_detail() -> None:
+    from bench.quality import is_held_out
+
+    assert not is_held_out(Path("probe_week_dev_s7.jsonl"))
+    assert not is_held_out(HARD / "tune.jsonl")
