@@ -653,10 +653,15 @@ def _packed_pairs(pairs: Iterable[str]) -> npt.NDArray[np.int64]:
     return np.array(sorted({pack(p) for p in pairs}), dtype=np.int64)
 
 
+# A Latin word's edges. Not \b: Chinese characters count as word characters there, so
+# "PICC" would never match inside "带着PICC管".
+_LATIN_START = r"(?<![a-z0-9])"
+_LATIN_END = r"(?![a-z0-9])"
+
+
 def _latin_word(word: str) -> str:
-    """A Latin keyword as a whole word. Not \\b: Chinese characters count as word
-    characters there, so "PICC" would never match inside "带着PICC管"."""
-    return rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])"
+    """A Latin keyword as a whole word."""
+    return rf"{_LATIN_START}{re.escape(word)}{_LATIN_END}"
 
 
 def _event_markers(catalogue: Catalogue) -> tuple[re.Pattern[str], ...]:
@@ -674,9 +679,9 @@ def _event_markers(catalogue: Catalogue) -> tuple[re.Pattern[str], ...]:
     if han := [re.escape(w) for w in markers if not w.isascii()]:
         parts.append("|".join(han))
     if latin := [re.escape(w) for w in markers if w.isascii()]:
-        parts.append(rf"(?<![a-z0-9])(?:{'|'.join(latin)})(?![a-z0-9])")
+        parts.append(rf"{_LATIN_START}(?:{'|'.join(latin)}){_LATIN_END}")
     if audience:
-        nouns = "|".join(re.escape(w) + (r"(?![a-z0-9])" if w.isascii() else "") for w in audience)
+        nouns = "|".join(re.escape(w) + (_LATIN_END if w.isascii() else "") for w in audience)
         # Ten or more: "2 people" to carry a sofa is a headcount, not an audience.
         parts.append(rf"(?<![0-9])[1-9][0-9]{{1,3}}\s*(?:来|多|余)?\s*(?:个)?(?:{nouns})")
     return tuple(re.compile(p) for p in parts)
