@@ -32,6 +32,7 @@ from models.placement import text_language
 
 BEIJING = timezone(timedelta(hours=8))
 WEEK_START = datetime(2027, 2, 1, tzinfo=BEIJING)  # a Monday
+VOLUNTEERS_POSTED = WEEK_START - timedelta(hours=16)
 COMMUNITIES = ("和平里社区", "安贞里社区", "芍药居社区", "青年湖社区", "六铺炕社区")
 PLACED_OVER_A_FITTING_VOLUNTEER = 0.85
 ORGANISING = "events.organising"
@@ -99,10 +100,7 @@ def make_volunteers(
     return volunteers
 
 
-def _need_time(
-    types: tuple[str, ...], volunteers: Sequence[ProbeVolunteer], rng: random.Random
-) -> tuple[str, Window, int]:
-    fitting = [v for v in volunteers if set(v.types) & set(types)]
+def _need_time(fitting: Sequence[ProbeVolunteer], rng: random.Random) -> tuple[str, Window, int]:
     duration = rng.choice([60, 60, 90, 120])
     if fitting and rng.random() < PLACED_OVER_A_FITTING_VOLUNTEER:
         volunteer = rng.choice(fitting)
@@ -125,25 +123,26 @@ def build_week(
     """Input events in arrival order, and their labels."""
     rng = random.Random(seed)
     volunteers = make_volunteers(volunteer_rows, rng)
-    timed: list[tuple[datetime, dict[str, Any]]] = []
-    posted_from = WEEK_START - timedelta(hours=16)
-    for n, v in enumerate(volunteers):
-        timed.append((posted_from + timedelta(minutes=n), _volunteer_event(v)))
+    # Volunteers first, in order (the sort below is stable).
+    timed: list[tuple[datetime, dict[str, Any]]] = [
+        (VOLUNTEERS_POSTED, _volunteer_event(v)) for v in volunteers
+    ]
     labels: dict[str, Any] = {"needs": {}, "volunteers": {}, "fits": {}, "language": {}}
     for v in volunteers:
         labels["volunteers"][v.volunteer_id] = list(v.types)
         labels["language"][v.volunteer_id] = text_language(v.skills)
     for i, (text, types) in enumerate(need_rows, 1):
         need_id = f"pn{i:03d}"
-        community, window, duration = _need_time(types, volunteers, rng)
+        fitting = [v for v in volunteers if set(v.types) & set(types)]
+        community, window, duration = _need_time(fitting, rng)
         lead = timedelta(minutes=rng.randint(120, 48 * 60))
-        posted = max(window.start - lead, posted_from + timedelta(hours=4))
+        posted = max(window.start - lead, VOLUNTEERS_POSTED + timedelta(hours=4))
         timed.append(
             (posted, _need_event(need_id, text, types, community, window, duration, posted))
         )
         labels["needs"][need_id] = list(types)
         labels["language"][need_id] = text_language(text)
-        labels["fits"][need_id] = [v.volunteer_id for v in volunteers if set(v.types) & set(types)]
+        labels["fits"][need_id] = [v.volunteer_id for v in fitting]
     timed.sort(key=lambda pair: pair[0])
     return [event for _, event in timed], labels
 
@@ -152,7 +151,7 @@ def _volunteer_event(v: ProbeVolunteer) -> dict[str, Any]:
     return {
         "type": "volunteer.available",
         "event_id": f"evt-{v.volunteer_id}-1",
-        "occurred_at": (WEEK_START - timedelta(hours=16)).isoformat(),
+        "occurred_at": VOLUNTEERS_POSTED.isoformat(),
         "volunteer_id": v.volunteer_id,
         "kind": v.kind,
         "skills": v.skills,
