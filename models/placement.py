@@ -112,8 +112,28 @@ class PlacementConfig:
 
 def text_language(text: str) -> str:
     """'zh', 'en' or 'mixed': by the share of Han characters among Han and Latin letters."""
-    han = len(_HAN.findall(text))
-    latin = len(_LATIN.findall(text))
+    return _language(len(_HAN.findall(text)), len(_LATIN.findall(text)))
+
+
+def text_languages(texts: Sequence[str]) -> list[str]:
+    """``text_language`` of each text, with the letters of the whole batch counted at once:
+    placing a batch asks this of every text, and two regex scans a text cost more than
+    the classifier's arithmetic."""
+    if not texts:
+        return []
+    points = code_points("\x00".join(texts)) - 1  # code_points counts from one
+    han = np.concatenate(([0], np.cumsum((points >= 0x4E00) & (points <= 0x9FFF))))
+    lower = points | 0x20  # ASCII letters of either case fold onto a..z
+    latin = np.concatenate(([0], np.cumsum((lower >= 0x61) & (lower <= 0x7A) & (points < 0x80))))
+    ends = np.cumsum([len(t) + 1 for t in texts]) - 1
+    starts = ends - [len(t) for t in texts]
+    return [
+        _language(int(h), int(a))
+        for h, a in zip(han[ends] - han[starts], latin[ends] - latin[starts], strict=True)
+    ]
+
+
+def _language(han: int, latin: int) -> str:
     letters = han + latin
     if latin <= 0.1 * letters:
         return "zh"
@@ -178,10 +198,6 @@ _ENGLISH_WORD = re.compile(r"[a-z][a-z'\-]+")
 _SUFFIXES = ("ings", "ing", "ies", "ied", "ers", "er", "ed", "es", "ly", "s")
 
 
-def _stem_match(match: re.Match[str]) -> str:
-    return _stem_word(match.group(0))
-
-
 @lru_cache(maxsize=1 << 16)  # residents use few distinct words; each is stemmed once
 def _stem_word(word: str) -> str:
     for suffix in _SUFFIXES:
@@ -191,8 +207,11 @@ def _stem_word(word: str) -> str:
 
 
 def _stem_english(text: str) -> str:
-    """Crude suffix stripping so "leaking", "leaks" and "leaked" count as one word."""
-    return _ENGLISH_WORD.sub(_stem_match, text.lower())
+    """Crude suffix stripping so "leaking", "leaks" and "leaked" count as one word. Only
+    the stems are kept, space-separated: the word vectorizer tokenises them exactly as it
+    would tokenise the text with each word stemmed in place (a stem is a word's prefix, so
+    it starts where the word did and is followed by the same non-word character)."""
+    return " ".join(map(_stem_word, _ENGLISH_WORD.findall(text.lower())))
 
 
 def _make_features() -> FeatureUnion:
@@ -390,7 +409,7 @@ class CataloguePlacer:
         # An embedder costs milliseconds a text where the rest costs microseconds: it is
         # asked only about texts that n-grams and keywords leave unsure.
         unsure: list[int] = np.flatnonzero(without.max(axis=1) < cfg.embedding_gate).tolist()
-        languages = {i: text_language(normalised[i]) for i in unsure}
+        languages = dict(zip(unsure, text_languages([normalised[i] for i in unsure]), strict=True))
         for bank in placed.banks:
             served, embedder = self._embedders[bank.source]
             rows = [i for i, language in languages.items() if served in (None, language)]
@@ -432,8 +451,8 @@ class CataloguePlacer:
         scores = self.type_scores(texts, side="need")
         classes = self._side("need").classes
         placements = [
-            self._need_placement(row, classes, self.config.need_threshold(text_language(t)))
-            for row, t in zip(scores, texts, strict=True)
+            self._need_placement(row, classes, self.config.need_threshold(language))
+            for row, language in zip(scores, text_languages(texts), strict=True)
         ]
         return [self._with_support(p, t) for p, t in zip(placements, texts, strict=True)]
 
@@ -498,9 +517,9 @@ class CataloguePlacer:
         margin = np.maximum(
             whole_margins, np.maximum.reduceat(clause_margins[flat], starts, axis=0)
         )
-        thresholds = np.array([self.config.volunteer_threshold(text_language(t)) for t in texts])[
-            :, None
-        ]
+        thresholds = np.array(
+            [self.config.volunteer_threshold(language) for language in text_languages(texts)]
+        )[:, None]
         cfg = self.config
         # A catalogue keyword in a profile ("pharmacist", "私教") is near-certain evidence
         # of the service, so its type needs only a weak yes from its own SVM.
@@ -570,16 +589,20 @@ def _volunteer_texts(service: ServiceType) -> list[str]:
 
 @dataclass(frozen=True)
 class _Lexicon:
-    """Keyword -> type, bucketed by a keyword's first two characters so one pass over a
-    text tries only the keywords that can start at each position; inside a bucket, one
-    dictionary lookup per keyword length. Latin keywords are then confirmed with word
-    boundaries ("ENT" must not fire inside "parents")."""
+    """Keyword -> type. Two-character keywords (most Chinese ones: 跳闸, 换药) are found
+    for a whole batch in numpy. Longer ones are bucketed by their first three characters,
+    so one pass over a text tries only the keywords that can start at each position;
+    inside a bucket, one dictionary lookup per keyword length. Latin keywords are then
+    confirmed with word boundaries ("ENT" must not fire inside "parents")."""
 
     type_of: dict[str, str]
-    lengths: dict[str, tuple[int, ...]]  # first two characters -> keyword lengths
+    lengths: dict[str, tuple[int, ...]]  # first three characters -> keyword lengths
     latin: dict[str, re.Pattern[str]]
-    # First two characters of the keywords, packed as two code points, sorted: of those
-    # with a non-Latin character, and of the all-Latin ones.
+    # Packed as code points, sorted, each kept apart for keywords with a non-Latin
+    # character and all-Latin ones: the two-character keywords, and the first three
+    # characters of the longer ones.
+    pairs: npt.NDArray[np.int64]
+    latin_pairs: npt.NDArray[np.int64]
     starts: npt.NDArray[np.int64]
     latin_starts: npt.NDArray[np.int64]
     # Keywords that a clause split would cut ("head and neck surgeon"): looked for in
@@ -596,9 +619,9 @@ class _Lexicon:
         return found
 
     def types_in_each(self, texts: Sequence[str]) -> list[set[str]]:
-        """The types whose keywords occur in each text. numpy first finds, over the whole
-        batch, the positions whose two characters begin some keyword (a small share of
-        all positions); only those are tried in Python."""
+        """The types whose keywords occur in each text. numpy finds, over the whole batch,
+        the two-character keywords and the positions whose three characters begin a
+        longer keyword (a small share of all positions); only those are tried in Python."""
         found: list[set[str]] = [set() for _ in texts]
         if not texts:
             return found
@@ -606,29 +629,42 @@ class _Lexicon:
         joined = "\x00".join(texts)
         points = code_points(joined)
         pairs = (points[:-1] << PACK_BITS) | points[1:]
+        triples = (pairs[:-1] << PACK_BITS) | points[2:]
         # A Latin keyword counts only as a whole word, so it need only be tried where a
         # word starts: that skips most positions of English text.
-        previous = np.concatenate(([0], points[:-2] - 1))
-        word_start = ~(
-            ((previous >= 97) & (previous <= 122)) | ((previous >= 48) & (previous <= 57))
+        chars = points - 1
+        in_word = ((chars >= 97) & (chars <= 122)) | ((chars >= 48) & (chars <= 57))
+        word_start = np.concatenate(([True], ~in_word[:-1]))
+        hits = np.flatnonzero(
+            sorted_positions(self.pairs, pairs)[1]
+            | (word_start[:-1] & sorted_positions(self.latin_pairs, pairs)[1])
         )
         candidates = np.flatnonzero(
-            sorted_positions(self.starts, pairs)[1]
-            | (word_start & sorted_positions(self.latin_starts, pairs)[1])
+            sorted_positions(self.starts, triples)[1]
+            | (word_start[:-2] & sorted_positions(self.latin_starts, triples)[1])
         )
         text_starts = np.cumsum([0, *(len(t) + 1 for t in texts[:-1])])
-        owners = np.searchsorted(text_starts, candidates, side="right") - 1
+        for i, owner in zip(hits.tolist(), _owners(text_starts, hits), strict=True):
+            self._add(found[owner], joined[i : i + 2], texts[owner])
         type_of, buckets = self.type_of, self.lengths
-        for i, owner in zip(candidates.tolist(), owners.tolist(), strict=True):
+        for i, owner in zip(candidates.tolist(), _owners(text_starts, candidates), strict=True):
             here = found[owner]
-            for length in buckets[joined[i : i + 2]]:
-                service_type = type_of.get(joined[i : i + length])
-                if service_type is None or service_type in here:
-                    continue
-                pattern = self.latin.get(joined[i : i + length])
-                if pattern is None or pattern.search(texts[owner]):
-                    here.add(service_type)
+            for length in buckets[joined[i : i + 3]]:
+                word = joined[i : i + length]
+                if word in type_of and type_of[word] not in here:
+                    self._add(here, word, texts[owner])
         return found
+
+    def _add(self, found: set[str], word: str, text: str) -> None:
+        pattern = self.latin.get(word)
+        if pattern is None or pattern.search(text):
+            found.add(self.type_of[word])
+
+
+def _owners(text_starts: npt.NDArray[np.int64], positions: npt.NDArray[np.intp]) -> list[int]:
+    """The text each position of the joined batch belongs to."""
+    owners: list[int] = (np.searchsorted(text_starts, positions, side="right") - 1).tolist()
+    return owners
 
 
 def _compile_keywords(types: Sequence[ServiceType]) -> _Lexicon:
@@ -640,17 +676,26 @@ def _compile_keywords(types: Sequence[ServiceType]) -> _Lexicon:
                 type_of.setdefault(word, service.id)
     lengths: dict[str, set[int]] = {}
     for word in type_of:
-        lengths.setdefault(word[:2], set()).add(len(word))
+        if len(word) >= 3:
+            lengths.setdefault(word[:3], set()).add(len(word))
     latin = {w: re.compile(_latin_word(w)) for w in type_of if w.isascii()}
     spanning = tuple((w, t) for w, t in type_of.items() if split_clauses(w) != [w])
-    starts = _packed_pairs(w[:2] for w in type_of if w not in latin)
-    latin_starts = _packed_pairs(w[:2] for w in latin)
-    buckets = {k: tuple(sorted(v)) for k, v in lengths.items()}
-    return _Lexicon(type_of, buckets, latin, starts, latin_starts, spanning)
+    short = [w for w in type_of if len(w) == 2]
+    long = [w for w in type_of if len(w) >= 3]
+    return _Lexicon(
+        type_of,
+        {k: tuple(sorted(v)) for k, v in lengths.items()},
+        latin,
+        pairs=_packed(w for w in short if w not in latin),
+        latin_pairs=_packed(w for w in short if w in latin),
+        starts=_packed(w[:3] for w in long if w not in latin),
+        latin_starts=_packed(w[:3] for w in long if w in latin),
+        spanning=spanning,
+    )
 
 
-def _packed_pairs(pairs: Iterable[str]) -> npt.NDArray[np.int64]:
-    return np.array(sorted({pack(p) for p in pairs}), dtype=np.int64)
+def _packed(grams: Iterable[str]) -> npt.NDArray[np.int64]:
+    return np.array(sorted({pack(g) for g in grams}), dtype=np.int64)
 
 
 # A Latin word's edges. Not \b: Chinese characters count as word characters there, so

@@ -10,17 +10,25 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from matcher.settings import ModelSettings
 from models.catalogue import load_catalogue
 from models.embedders import Role
 from models.exceptions import CatalogueError, ModelsError
 from models.placement import (
+    _ENGLISH_WORD,
     CataloguePlacer,
     PlacementConfig,
+    _compile_keywords,
+    _stem_english,
+    _stem_word,
     load_or_fit,
+    normalise,
     split_clauses,
     text_language,
+    text_languages,
 )
 
 
@@ -120,6 +128,40 @@ def test_text_language() -> None:
     assert text_language("楼道的灯不亮了") == "zh"
     assert text_language("The hallway light is out") == "en"
     assert text_language("楼道的 light switch 按了没反应") == "mixed"
+
+
+@given(st.lists(st.text(alphabet="aZ9 楼道灯ＡＢ-'\x00é", max_size=12), max_size=6))
+def test_a_batch_of_texts_gets_the_languages_each_text_has(texts: list[str]) -> None:
+    assert text_languages(texts) == [text_language(t) for t in texts]
+
+
+@given(st.text(alphabet="abcdeginrsly'- 9楼,", max_size=40))
+def test_stems_are_the_tokens_of_the_text_stemmed_in_place(text: str) -> None:
+    """The word vectorizer sees only the stems; it must tokenise them as it would the
+    whole text with each word stemmed where it stands."""
+    in_place = _ENGLISH_WORD.sub(lambda m: _stem_word(m.group(0)), text.lower())
+    assert _ENGLISH_WORD.findall(_stem_english(text)) == _ENGLISH_WORD.findall(in_place)
+
+
+def test_keywords_found_in_a_batch_are_those_each_text_contains() -> None:
+    """Against the plain reading: a Chinese keyword anywhere, a Latin one as a whole word."""
+    catalogue = load_catalogue()
+    lexicon = _compile_keywords(catalogue.types)
+    texts = [normalise(x) for t in catalogue.types[::3] for x in t.need_examples[::4]]
+    texts += ["", "a", "跳闸", "又跳闸了", "parents", "an ent doctor", "换药", "ｐｉｃｃ管"]
+    texts = [normalise(t) for t in texts]
+
+    def reference(text: str) -> set[str]:
+        return {
+            service_type
+            for word, service_type in lexicon.type_of.items()
+            if (lexicon.latin[word].search(text) if word in lexicon.latin else word in text)
+        }
+
+    found = lexicon.types_in_each(texts)
+    assert found == [reference(t) for t in texts]
+    assert found[texts.index("又跳闸了")] == {"repair.electrical"}
+    assert "health.ent" not in found[texts.index("parents")]
 
 
 def test_thresholds_are_per_language() -> None:
