@@ -83,8 +83,11 @@ def test_catalogue_examples_are_placed_when_held_out_of_the_fit() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["probe_dev", "probe_check"])
-def test_requests_written_by_another_hand_are_placed(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "out_of_scope_floor"),
+    [("probe_dev", 0.6), ("probe_check", 0.6), ("probe3_dev", 0.5), ("probe3_check", 0.6)],
+)
+def test_requests_written_by_another_hand_are_placed(name: str, out_of_scope_floor: float) -> None:
     """The probes were written from the list of type ids alone (bench/probe.py): 0.972-0.976
     top-1 measured with the English embedder (catalogue 1.6.0), 0.950-0.959 without it
     (catalogue 1.3.0)."""
@@ -95,7 +98,7 @@ def test_requests_written_by_another_hand_are_placed(name: str) -> None:
     english_floor = 0.95 if placer.language_embedders else 0.92
     assert result["need_top1"]["all"] >= 0.94, result
     assert result["need_top1"]["en"] >= english_floor, result
-    assert result["out_of_scope_abstained"] >= 0.6, result
+    assert result["out_of_scope_abstained"] >= out_of_scope_floor, result
 
 
 @pytest.mark.slow
