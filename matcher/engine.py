@@ -34,16 +34,23 @@ from schemas.events import (
     VolunteerWithdrawn,
 )
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"  # 2: skill leads the ranking (ScoreWeights)
 
 
 @dataclass(frozen=True, slots=True)
 class ScoreWeights:
-    """How the parts of a booking's score add up (they sum to 1)."""
+    """How the parts of a booking's score add up (they sum to 1).
 
-    skill: float = 0.6
-    load: float = 0.25
-    time: float = 0.15
+    Skill leads: a volunteer whose type rests on a weak yes of the placer (a named
+    keyword, a near-yes margin) should take a need only when no clear fit can, and
+    load and time should not outweigh that. At 0.6 / 0.25 / 0.15 an idle, weakly placed
+    volunteer with an earlier slot beat a clear fit; 0.8 / 0.125 / 0.075 (load and time
+    in the same ratio) removed one wrong booking in the dev probe weeks, changed none on
+    the tune and dev weeks, and 0.75-0.9 all gave the same (BENCHMARKS.md)."""
+
+    skill: float = 0.8
+    load: float = 0.125
+    time: float = 0.075
 
 
 @dataclass(frozen=True, slots=True)

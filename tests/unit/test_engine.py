@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from matcher.engine import Engine
+from matcher.replay import Line, replay
+from matcher.state import InMemoryStore
 from schemas.events import (
     AssignmentCancelled,
     AssignmentProposed,
@@ -10,7 +14,7 @@ from schemas.events import (
     RecordRejected,
 )
 from tests.conftest import Run, dumps
-from tests.fakes import KeywordSkillModel, need, t, volunteer
+from tests.fakes import DEFAULT_KEYWORDS, KeywordSkillModel, line, need, t, volunteer
 
 MORNING = [(t(0, 8), t(0, 12))]
 
@@ -231,3 +235,26 @@ def test_other_community_is_not_served(run: Run) -> None:
 def test_replay_prepares_texts_in_batches(run: Run, skills: KeywordSkillModel) -> None:
     run([volunteer("v1", windows=MORNING), need("n1"), need("n2")])
     assert skills.prepared == [(2, 1)]
+
+
+class _SureOrNot(KeywordSkillModel):
+    """A profile that says 略懂 ("know a little") is placed in its type with a weak yes."""
+
+    def place_volunteer(self, skills: str) -> Mapping[str, float]:
+        return dict.fromkeys(self._types(skills), 0.4 if "略懂" in skills else 0.95)
+
+
+def test_a_clear_fit_outranks_a_weak_one_that_is_idler_and_earlier() -> None:
+    """The placer admits a type on a weak yes (a keyword, a near-yes margin) to find
+    volunteers; when a clear fit can also take the need, it should, even if the weak one
+    has more free hours and an earlier slot."""
+    engine = Engine(InMemoryStore(), _SureOrNot(DEFAULT_KEYWORDS))
+    events = [
+        volunteer("v1", "电工", windows=MORNING, max_hours_per_week=2),
+        need("n1", duration_minutes=90),
+        volunteer("v2", "略懂电", windows=MORNING, max_hours_per_week=2, at=t(-1, 13)),
+        need("n2", duration_minutes=30, at=t(-1, 14)),
+    ]
+    out = list(replay([Line(i, line(e)) for i, e in enumerate(events)], engine))
+    booked = {b.need_id: b.volunteer_id for b in of(AssignmentProposed, out)}
+    assert booked == {"n1": "v1", "n2": "v1"}
