@@ -5,8 +5,8 @@ the catalogue types a coordinator gives it (``[]`` for one no volunteer service 
 The probes in ``tests/data/hard/`` were written by another hand from the list of type ids
 alone, without the catalogue, the labelled weeks or the placer, and texts close to a
 catalogue example or a tune/dev text were dropped: they measure how placement carries to
-wording nobody fitted on. ``probe_dev`` may be read when looking for weaknesses;
-``probe_check`` is reported in aggregate only.
+wording nobody fitted on. ``probe_dev`` and ``probe3_dev`` may be read when looking for
+weaknesses; the ``*_check`` halves are reported in aggregate only.
 
 Prints top-1 (the placer's first type is one of the labels) by text language, and the
 share of out-of-scope requests the placer abstains on. A file whose name contains
