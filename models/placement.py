@@ -147,7 +147,11 @@ def normalise(text: str) -> str:
 
 
 def split_clauses(text: str) -> list[str]:
-    return [c.strip() for c in _CLAUSE_SPLIT.split(normalise(text)) if len(c.strip()) >= 2]
+    return _clauses_of_normalised(normalise(text))
+
+
+def _clauses_of_normalised(normalised: str) -> list[str]:
+    return [c.strip() for c in _CLAUSE_SPLIT.split(normalised) if len(c.strip()) >= 2]
 
 
 @dataclass
@@ -378,8 +382,9 @@ class CataloguePlacer:
 
         Each distinct text is scored once: volunteer profiles are split into clauses, and
         clauses such as "党员" or "周末有空" recur across many profiles."""
-        placed = self._side(side)
-        normalised = [normalise(t) for t in texts]
+        return self._distinct_scores([normalise(t) for t in texts], self._side(side))
+
+    def _distinct_scores(self, normalised: Sequence[str], placed: _Side) -> FloatArray:
         if not normalised:
             return np.zeros((0, len(placed.classes)))
         row_of: dict[str, int] = {}
@@ -448,30 +453,36 @@ class CataloguePlacer:
         return hits
 
     def predict_needs(self, texts: Sequence[str]) -> list[NeedPlacement]:
-        scores = self.type_scores(texts, side="need")
-        classes = self._side("need").classes
+        placed = self._side("need")
+        normalised = [normalise(t) for t in texts]
+        scores = self._distinct_scores(normalised, placed)
+        # One sort for the batch: sorting row by row was a tenth of placing a batch.
+        ranked = np.argsort(-scores, axis=1, kind="stable")[:, :3]
         placements = [
-            self._need_placement(row, classes, self.config.need_threshold(language))
-            for row, language in zip(scores, text_languages(texts), strict=True)
+            self._need_placement(row, order, placed.classes, self.config.need_threshold(language))
+            for row, order, language in zip(scores, ranked, text_languages(normalised), strict=True)
         ]
-        return [self._with_support(p, t) for p, t in zip(placements, texts, strict=True)]
+        return [self._with_support(p, t) for p, t in zip(placements, normalised, strict=True)]
 
-    def _with_support(self, placement: NeedPlacement, text: str) -> NeedPlacement:
+    def _with_support(self, placement: NeedPlacement, normalised: str) -> NeedPlacement:
         rule = self.catalogue.support
         if rule is None or not placement.types or not self._event_markers:
             return placement
         if any(t == rule.support_type for t, _ in placement.types):
             return placement
-        normalised = normalise(text)
         if not any(marker.search(normalised) for marker in self._event_markers):
             return placement
         confidence = _round(placement.types[0][1] * self.config.support_confidence)
         return NeedPlacement(placement.types, ((rule.support_type, confidence),))
 
     def _need_placement(
-        self, row: FloatArray, classes: Sequence[str], threshold: float
+        self,
+        row: FloatArray,
+        order: npt.NDArray[np.intp],
+        classes: Sequence[str],
+        threshold: float,
     ) -> NeedPlacement:
-        order = np.argsort(-row, kind="stable")
+        """``order``: the row's three best types, best first."""
         top = int(order[0])
         if classes[top] == OUT_OF_SCOPE or row[top] < threshold:
             return NeedPlacement(())
@@ -489,7 +500,8 @@ class CataloguePlacer:
         if not texts:
             return []
         placed = self._side("volunteer")
-        clauses_per_text = [split_clauses(t) or [normalise(t)] for t in texts]
+        wholes = [normalise(t) for t in texts]
+        clauses_per_text = [_clauses_of_normalised(w) or [w] for w in wholes]
         row_of: dict[str, int] = {}
         rows_per_text = [
             [row_of.setdefault(c, len(row_of)) for c in clauses] for clauses in clauses_per_text
@@ -503,7 +515,6 @@ class CataloguePlacer:
         clause_scores = self._fused(clauses, placed, clause_hits, clause_margins)
         whole_hits = np.maximum.reduceat(clause_hits[flat], starts, axis=0)
         column = {type_id: j for j, type_id in enumerate(placed.classes)}
-        wholes = [normalise(t) for t in texts]
         for i, whole in enumerate(wholes):
             for type_id in self._keywords.types_spanning(whole):
                 if type_id in column:
@@ -518,7 +529,7 @@ class CataloguePlacer:
             whole_margins, np.maximum.reduceat(clause_margins[flat], starts, axis=0)
         )
         thresholds = np.array(
-            [self.config.volunteer_threshold(language) for language in text_languages(texts)]
+            [self.config.volunteer_threshold(language) for language in text_languages(wholes)]
         )[:, None]
         cfg = self.config
         # A catalogue keyword in a profile ("pharmacist", "私教") is near-certain evidence
