@@ -57,8 +57,6 @@ _CLAUSE_SPLIT = re.compile(
 )
 
 LANGUAGES = ("zh", "en", "mixed")
-_HAN = re.compile(r"[\u4e00-\u9fff]")
-_LATIN = re.compile(r"[A-Za-z]")
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -111,8 +109,9 @@ class PlacementConfig:
 
 
 def text_language(text: str) -> str:
-    """'zh', 'en' or 'mixed': by the share of Han characters among Han and Latin letters."""
-    return _language(len(_HAN.findall(text)), len(_LATIN.findall(text)))
+    """'zh', 'en' or 'mixed': by the share of Han characters (U+4E00..U+9FFF) among Han
+    and ASCII Latin letters."""
+    return text_languages([text])[0]
 
 
 def text_languages(texts: Sequence[str]) -> list[str]:
@@ -334,13 +333,14 @@ class CataloguePlacer:
             ),
         )
         column = {c: i for i, c in enumerate(classes)}
+        languages = text_languages(texts)
         for source in sources:
-            language, embedder = self._embedders[source]
+            served, embedder = self._embedders[source]
             examples = [
                 (text, column[t])
-                for text, (_, types) in zip(texts, data, strict=True)
+                for text, language, (_, types) in zip(texts, languages, data, strict=True)
                 for t in types
-                if language is None or text_language(text) == language
+                if served is None or language == served
             ]
             side.banks.append(_encode_bank(examples, source, embedder))
         return side

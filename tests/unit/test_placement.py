@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -132,7 +133,15 @@ def test_text_language() -> None:
 
 @given(st.lists(st.text(alphabet="aZ9 楼道灯ＡＢ-'\x00é", max_size=12), max_size=6))
 def test_a_batch_of_texts_gets_the_languages_each_text_has(texts: list[str]) -> None:
-    assert text_languages(texts) == [text_language(t) for t in texts]
+    def counted_one_by_one(text: str) -> str:
+        han = len(re.findall(r"[\u4e00-\u9fff]", text))
+        latin = len(re.findall(r"[A-Za-z]", text))
+        if latin <= 0.1 * (han + latin):
+            return "zh"
+        return "en" if han <= 0.1 * (han + latin) else "mixed"
+
+    assert text_languages(texts) == [counted_one_by_one(t) for t in texts]
+    assert [text_language(t) for t in texts] == text_languages(texts)
 
 
 @given(st.text(alphabet="abcdeginrsly'- 9楼,", max_size=40))
