@@ -3,9 +3,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from matcher.engine import Engine
-from matcher.replay import Line, replay
-from matcher.state import InMemoryStore
+import pytest
+
 from schemas.events import (
     AssignmentCancelled,
     AssignmentProposed,
@@ -14,7 +13,7 @@ from schemas.events import (
     RecordRejected,
 )
 from tests.conftest import Run, dumps
-from tests.fakes import DEFAULT_KEYWORDS, KeywordSkillModel, line, need, t, volunteer
+from tests.fakes import DEFAULT_KEYWORDS, KeywordSkillModel, need, t, volunteer
 
 MORNING = [(t(0, 8), t(0, 12))]
 
@@ -244,17 +243,18 @@ class _SureOrNot(KeywordSkillModel):
         return dict.fromkeys(self._types(skills), 0.4 if "略懂" in skills else 0.95)
 
 
-def test_a_clear_fit_outranks_a_weak_one_that_is_idler_and_earlier() -> None:
+@pytest.mark.parametrize("skills", [_SureOrNot(DEFAULT_KEYWORDS)])
+def test_a_clear_fit_outranks_a_weak_one_that_is_idler_and_earlier(run: Run) -> None:
     """The placer admits a type on a weak yes (a keyword, a near-yes margin) to find
     volunteers; when a clear fit can also take the need, it should, even if the weak one
     has more free hours and an earlier slot."""
-    engine = Engine(InMemoryStore(), _SureOrNot(DEFAULT_KEYWORDS))
-    events = [
-        volunteer("v1", "电工", windows=MORNING, max_hours_per_week=2),
-        need("n1", duration_minutes=90),
-        volunteer("v2", "略懂电", windows=MORNING, max_hours_per_week=2, at=t(-1, 13)),
-        need("n2", duration_minutes=30, at=t(-1, 14)),
-    ]
-    out = list(replay([Line(i, line(e)) for i, e in enumerate(events)], engine))
+    out = run(
+        [
+            volunteer("v1", "电工", windows=MORNING, max_hours_per_week=2),
+            need("n1", duration_minutes=90),
+            volunteer("v2", "略懂电", windows=MORNING, max_hours_per_week=2, at=t(-1, 13)),
+            need("n2", duration_minutes=30, at=t(-1, 14)),
+        ]
+    )
     booked = {b.need_id: b.volunteer_id for b in of(AssignmentProposed, out)}
     assert booked == {"n1": "v1", "n2": "v1"}
