@@ -17,11 +17,23 @@ fi
 # VOLMATCH_SKIP_ST=1 leaves it out; its tests then skip and say why.
 extras="dev"
 [[ "${VOLMATCH_SKIP_ST:-0}" == "1" ]] || extras="dev,st"
+# A first install unpacks about 6.5 GB (torch and its CUDA wheels); say so before pip
+# fails half-way with "No space left on device".
+need_gb=8
+[[ "$extras" == *st* ]] || need_gb=2
+if [[ ! -e "$VENV/.volmatch-installed" ]]; then
+  free_gb=$(df -Pk "$(dirname "$VENV")" | awk 'NR==2 {print int($4 / 1048576)}')
+  if ((free_gb < need_gb)); then
+    log "warning: ${free_gb} GB free on $(dirname "$VENV"); a first install needs about ${need_gb} GB"
+    log "free some space, or set VOLMATCH_SKIP_ST=1 to leave torch out"
+  fi
+fi
 pip_quiet() {
   # Quiet unless it fails: pip's own output goes to a log we print on error.
+  # No wheel cache: it would hold a second copy of the CUDA wheels on disk.
   local pip_log
   pip_log="$(mktemp)"
-  if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$pip_log" 2>&1; then
+  if ! "$VENV/bin/python" -m pip install -q --no-cache-dir --disable-pip-version-check "$@" >"$pip_log" 2>&1; then
     cat "$pip_log" >&2
     exit 1
   fi
@@ -50,6 +62,8 @@ if ((${#debs[@]})); then
   $sudo_cmd apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${debs[@]}" >/dev/null
 fi
+
+touch "$VENV/.volmatch-installed"
 
 bash scripts/services.sh fetch
 log "ready: $("$VENV/bin/python" --version), redis $(redis-server --version | awk '{print $3}')"
