@@ -44,11 +44,15 @@ from matcher.skills import NeedPlacement
 from models.catalogue import Catalogue, ServiceType
 from models.embedders import Embedder
 from models.exceptions import ModelsError
-from models.textfeatures import PACK_BITS, CompiledTfidf, code_points, pack, sorted_positions
+from models.textfeatures import PACK_BITS, CompiledTfidf, KeyTable, code_points, pack
 
 log = logging.getLogger(__name__)
 
 PLACER_VERSION = "5"
+# The layout of the pickled fit in the start-up cache. It changes when the fitted objects
+# change shape while placements stay the same, so PLACER_VERSION (which outputs carry)
+# need not.
+_FIT_STATE_LAYOUT = "2"
 # Needs that no volunteer can serve (bus routes, lifts, heating supply) are learned as a
 # class of their own, so they are answered honestly instead of going to the nearest trade.
 OUT_OF_SCOPE = "_out_of_scope"
@@ -352,6 +356,7 @@ class CataloguePlacer:
         """Names a fit by everything it depends on: code, data, settings, libraries."""
         parts = (
             PLACER_VERSION,
+            _FIT_STATE_LAYOUT,
             self.catalogue.fingerprint,
             self.config.digest(),
             self._embedder_names(),
@@ -609,13 +614,13 @@ class _Lexicon:
     type_of: dict[str, str]
     lengths: dict[str, tuple[int, ...]]  # first three characters -> keyword lengths
     latin: dict[str, re.Pattern[str]]
-    # Packed as code points, sorted, each kept apart for keywords with a non-Latin
-    # character and all-Latin ones: the two-character keywords, and the first three
-    # characters of the longer ones.
-    pairs: npt.NDArray[np.int64]
-    latin_pairs: npt.NDArray[np.int64]
-    starts: npt.NDArray[np.int64]
-    latin_starts: npt.NDArray[np.int64]
+    # Packed as code points, each kept apart for keywords with a non-Latin character and
+    # all-Latin ones: the two-character keywords, and the first three characters of the
+    # longer ones.
+    pairs: KeyTable
+    latin_pairs: KeyTable
+    starts: KeyTable
+    latin_starts: KeyTable
     # Keywords that a clause split would cut ("head and neck surgeon"): looked for in
     # whole texts, whose other hits are the union of their clauses' hits.
     spanning: tuple[tuple[str, str], ...] = ()
@@ -647,12 +652,10 @@ class _Lexicon:
         in_word = ((chars >= 97) & (chars <= 122)) | ((chars >= 48) & (chars <= 57))
         word_start = np.concatenate(([True], ~in_word[:-1]))
         hits = np.flatnonzero(
-            sorted_positions(self.pairs, pairs)[1]
-            | (word_start[:-1] & sorted_positions(self.latin_pairs, pairs)[1])
+            self.pairs.contains(pairs) | (word_start[:-1] & self.latin_pairs.contains(pairs))
         )
         candidates = np.flatnonzero(
-            sorted_positions(self.starts, triples)[1]
-            | (word_start[:-2] & sorted_positions(self.latin_starts, triples)[1])
+            self.starts.contains(triples) | (word_start[:-2] & self.latin_starts.contains(triples))
         )
         text_starts = np.cumsum([0, *(len(t) + 1 for t in texts[:-1])])
         for i, owner in zip(hits.tolist(), _owners(text_starts, hits), strict=True):
@@ -705,8 +708,8 @@ def _compile_keywords(types: Sequence[ServiceType]) -> _Lexicon:
     )
 
 
-def _packed(grams: Iterable[str]) -> npt.NDArray[np.int64]:
-    return np.array(sorted({pack(g) for g in grams}), dtype=np.int64)
+def _packed(grams: Iterable[str]) -> KeyTable:
+    return KeyTable(np.array(sorted({pack(g) for g in grams}), dtype=np.int64))
 
 
 # A Latin word's edges. Not \b: Chinese characters count as word characters there, so

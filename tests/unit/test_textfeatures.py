@@ -1,6 +1,9 @@
-"""The bulk tf-idf transform equals scikit-learn's own, on any text."""
+"""The bulk tf-idf transform equals scikit-learn's own, on any text, and its key table
+finds exactly the keys it holds."""
 
 from __future__ import annotations
+
+import pickle
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from models.exceptions import ModelsError
-from models.textfeatures import CompiledTfidf
+from models.textfeatures import CompiledTfidf, KeyTable
 
 CORPUS = [
     "家里的水管漏水了 leaking pipe",
@@ -67,3 +70,34 @@ def test_transform_equals_scikit_learn_on_any_unicode(texts: list[str]) -> None:
     expected = vectorizer.transform(texts).toarray()
     actual = CompiledTfidf(vectorizer).transform(texts).toarray()
     np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)
+
+
+KEYS = st.integers(min_value=0, max_value=2**63 - 1)
+# Keys alike in their low bits, or in their high bits, are the ones a weak hash would
+# pile into one run of slots.
+CROWDED_KEYS = st.one_of(
+    KEYS, st.integers(min_value=0, max_value=2**20).map(lambda k: k << 40), st.integers(0, 64)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    keys=st.lists(CROWDED_KEYS, unique=True, max_size=300),
+    others=st.lists(CROWDED_KEYS, max_size=300),
+)
+def test_key_table_finds_each_key_where_it_is_and_nothing_else(
+    keys: list[int], others: list[int]
+) -> None:
+    table = KeyTable(np.array(keys, dtype=np.int64))
+    position = {key: i for i, key in enumerate(keys)}
+    queries = np.array([*keys, *others], dtype=np.int64)
+    expected = [position.get(q, -1) for q in queries.tolist()]
+    assert table.find(queries).tolist() == expected
+    assert table.contains(queries).tolist() == [e >= 0 for e in expected]
+    unpickled: KeyTable = pickle.loads(pickle.dumps(table))
+    assert unpickled.find(queries).tolist() == expected
+
+
+def test_key_table_refuses_repeated_keys() -> None:
+    with pytest.raises(ModelsError, match="distinct"):
+        KeyTable(np.array([3, 5, 3], dtype=np.int64))
