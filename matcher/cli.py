@@ -5,6 +5,7 @@ Commands:
   demo [INPUT.jsonl]                      replay a sample week and print readable tables
   evaluate INPUT.jsonl LABELS.json        booking precision/recall against labels
   recruit OUTPUT.jsonl                    services most asked for and missing, per community
+  prepare                                 fit the skill model into its cache before workers start
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     recruit.add_argument("outputs", type=Path, help="output events, JSONL")
     recruit.add_argument("--since", type=datetime.fromisoformat, help="RFC 3339, inclusive")
     recruit.add_argument("--until", type=datetime.fromisoformat, help="RFC 3339, exclusive")
+
+    sub.add_parser(
+        "prepare",
+        help="fit the skill model into the fit cache, so that workers start in seconds",
+        description="Load the catalogue and fit the skill model, or load it from the fit "
+        "cache (VOLMATCH_MODEL__FIT_CACHE_DIR) when an identical fit is stored there, and "
+        "print the matcher version. The first fit takes minutes; run this when a catalogue "
+        "edit or an upgrade is deployed, before workers are restarted.",
+    )
     return parser
 
 
@@ -96,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands.run_replay(settings, args.input, args.out, progress=args.progress)
     if args.command == "demo":
         return commands.run_demo(settings, args.input)
+    if args.command == "prepare":
+        return commands.run_prepare(settings)
     if args.command == "recruit":
         return commands.run_recruit(settings, args.outputs, args.since, args.until)
     return commands.run_evaluate(settings, args.input, args.labels, as_json=args.json)

@@ -32,6 +32,12 @@ def load_skill_model(settings: Settings) -> SkillModel:
     return build_skill_model(settings.model)
 
 
+def run_prepare(settings: Settings, out: IO[str] | None = None) -> int:
+    model = load_skill_model(settings)
+    print(f"skill model ready: {model.version}", file=out or sys.stdout)
+    return 0
+
+
 def run_replay(settings: Settings, source: Path, target: Path, *, progress: bool | None) -> int:
     data = source.read_bytes()
     engine = Engine(InMemoryStore(), load_skill_model(settings))

@@ -49,6 +49,10 @@ cleanup() {
   bash scripts/services.sh stop >/dev/null 2>&1 || true
 }
 
+# Fitted here, not inside the worker's start: the first fit takes minutes, later ones
+# load from the fit cache in seconds, and the wait for the worker below stays short.
+log "skill model: fit it, or load it from the fit cache"
+"$py" -m matcher prepare
 log "create topics ($run_id-*) and start the worker (log: $worker_log)"
 "$py" -m streams topics
 "$py" -m streams worker --datadir "$VOLMATCH_STATE/faust-$run_id" >"$worker_log" 2>&1 &

@@ -11,6 +11,10 @@ echo "== ruff"
 "$VENV/bin/ruff" check .
 echo "== mypy --strict"
 "$VENV/bin/mypy"
+# Integration tests give a starting worker two minutes; the first fit of the skill model
+# can take longer on a slow machine, so it is made (or loaded from the cache) here first.
+echo "== skill model"
+"$VENV/bin/python" -m matcher prepare
 echo "== pytest"
 set +e
 "$VENV/bin/pytest" "$@"

@@ -38,8 +38,13 @@ def test_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for command in ("replay", "demo", "evaluate", "recruit"):
+    for command in ("replay", "demo", "evaluate", "recruit", "prepare"):
         assert command in text
+
+
+def test_prepare_fits_the_skill_model_and_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prepare"]) == 0
+    assert capsys.readouterr().out.startswith("skill model ready: placer")
 
 
 def test_recruiting_hint_counts_missing_skills_not_expiry() -> None:
