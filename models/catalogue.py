@@ -69,6 +69,9 @@ class ServiceType(BaseModel):
     description_en: str
     keywords_zh: list[str] = Field(default_factory=list)
     keywords_en: list[str] = Field(default_factory=list)
+    # Language services only: the words that name the language (日语, Japanese).
+    language_names_zh: list[str] = Field(default_factory=list)
+    language_names_en: list[str] = Field(default_factory=list)
     examples_need_zh: Texts
     examples_need_en: Texts
     examples_volunteer_zh: Texts
@@ -79,6 +82,10 @@ class ServiceType(BaseModel):
     @property
     def keywords(self) -> list[str]:
         return [*self.keywords_zh, *self.keywords_en]
+
+    @property
+    def language_names(self) -> list[str]:
+        return [*self.language_names_zh, *self.language_names_en]
 
     @property
     def need_examples(self) -> list[str]:

@@ -48,7 +48,7 @@ from models.textfeatures import PACK_BITS, CompiledTfidf, KeyTable, code_points,
 
 log = logging.getLogger(__name__)
 
-PLACER_VERSION = "5"
+PLACER_VERSION = "6"
 # The layout of the pickled fit in the start-up cache. It changes when the fitted objects
 # change shape while placements stay the same, so PLACER_VERSION (which outputs carry)
 # need not.
@@ -63,6 +63,7 @@ _CLAUSE_SPLIT = re.compile(
 LANGUAGES = ("zh", "en", "mixed")
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ class CataloguePlacer:
         self.config = config or PlacementConfig()
         self._keywords = _compile_keywords(catalogue.types)
         self._event_markers = _event_markers(catalogue)
+        self._languages = _LanguageNames.of(catalogue.types)
         self._need_side: _Side | None = None
         self._volunteer_side: _Side | None = None
         self._need_cache: dict[str, NeedPlacement] = {}
@@ -541,9 +543,10 @@ class CataloguePlacer:
         # of the service, so its type needs only a weak yes from its own SVM.
         named = (whole_hits > 0) & (margin >= cfg.volunteer_keyword_margin)
         covered = (best >= thresholds) | (margin >= cfg.volunteer_margin) | named
+        classes = placed.classes
+        covered &= self._languages.offered(wholes, classes)
         confidence = np.maximum(best, thresholds)
         result: list[dict[str, float]] = [{} for _ in texts]
-        classes = placed.classes
         for i, j in zip(*np.nonzero(covered), strict=True):
             result[i][classes[j]] = _round(confidence[i, j])
         return result
@@ -673,6 +676,46 @@ class _Lexicon:
         pattern = self.latin.get(word)
         if pattern is None or pattern.search(text):
             found.add(self.type_of[word])
+
+
+@dataclass(frozen=True)
+class _LanguageNames:
+    """The language services that each profile names. Interpreting and translation read
+    alike in every language, and most of the catalogue's examples are of English; so
+    "Korean native speaker, can interpret" scores high for English interpreting too. A
+    profile that names a language offers only the language services it names; one that
+    names none is left to the model."""
+
+    any_name: re.Pattern[str] | None
+    names: tuple[tuple[str, re.Pattern[str]], ...]  # language service -> its names
+
+    @classmethod
+    def of(cls, types: Sequence[ServiceType]) -> _LanguageNames:
+        names = tuple(
+            (service.id, _any_of([normalise(n) for n in service.language_names]))
+            for service in types
+            if service.language_names
+        )
+        every = [normalise(n) for service in types for n in service.language_names]
+        return cls(_any_of(every) if every else None, names)
+
+    def offered(self, normalised: Sequence[str], classes: Sequence[str]) -> BoolArray:
+        """(text, type) -> False where the text names languages and not this one."""
+        allowed = np.ones((len(normalised), len(classes)), dtype=bool)
+        if self.any_name is None:
+            return allowed
+        column = {type_id: j for j, type_id in enumerate(classes)}
+        for i, text in enumerate(normalised):
+            if self.any_name.search(text):
+                for type_id, pattern in self.names:
+                    if type_id in column and not pattern.search(text):
+                        allowed[i, column[type_id]] = False
+        return allowed
+
+
+def _any_of(words: Sequence[str]) -> re.Pattern[str]:
+    """Any of the words; a Latin one only as a whole word ("Korean", not "Koreana")."""
+    return re.compile("|".join(_latin_word(w) if w.isascii() else re.escape(w) for w in words))
 
 
 def _owners(text_starts: npt.NDArray[np.int64], positions: npt.NDArray[np.intp]) -> list[int]:

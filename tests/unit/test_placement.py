@@ -84,6 +84,32 @@ def test_two_people_to_carry_a_sofa_are_not_an_audience(placer: CataloguePlacer)
     assert placer.place_need("Need 2 people to carry a sofa up to the 5th floor").support == ()
 
 
+@pytest.mark.parametrize(
+    ("profile", "offered", "not_offered"),
+    [
+        (
+            "Korean native speaker living in Wangjing, my Chinese is good, happy to interpret",
+            {"lang.korean"},
+            {"lang.english"},
+        ),
+        ("在日企工作十五年，日语一级，能做陪同口译和文件翻译", {"lang.japanese"}, {"lang.english"}),
+        (
+            "Fluent in Japanese and English, can interpret at hospitals",
+            {"lang.japanese", "lang.english"},
+            set(),
+        ),
+        # Names no language: left to the model, which reads interpreting as English here.
+        ("Can interpret for foreign neighbours at the hospital", {"lang.english"}, set()),
+    ],
+)
+def test_a_profile_that_names_languages_interprets_only_those(
+    placer: CataloguePlacer, profile: str, offered: set[str], not_offered: set[str]
+) -> None:
+    types = set(placer.place_volunteer(profile))
+    assert offered <= types
+    assert not types & not_offered
+
+
 def test_volunteer_with_two_skills_gets_both(placer: CataloguePlacer) -> None:
     types = placer.place_volunteer("持证电工，也会修水管和马桶")
     assert {"repair.electrical", "repair.plumbing"} <= set(types)
@@ -96,7 +122,7 @@ def test_placement_is_cached_and_batched(placer: CataloguePlacer) -> None:
 
 
 def test_version_names_catalogue_and_config(placer: CataloguePlacer) -> None:
-    assert placer.version.startswith("placer5-cat")
+    assert placer.version.startswith("placer6-cat")
 
 
 def test_split_clauses() -> None:
