@@ -686,6 +686,9 @@ class _LanguageNames:
     profile that names a language offers only the language services it names; one that
     names none is left to the model."""
 
+    # Any name as plain text, without word edges: a literal alternation, ten times as
+    # fast as one whose branches start with a lookbehind. Most profiles name no language
+    # and stop there; the others are read again with word edges, one language at a time.
     any_name: re.Pattern[str] | None
     names: tuple[tuple[str, re.Pattern[str]], ...]  # language service -> its names
 
@@ -696,8 +699,8 @@ class _LanguageNames:
             for service in types
             if service.language_names
         )
-        every = [normalise(n) for service in types for n in service.language_names]
-        return cls(_any_of(every) if every else None, names)
+        every = [re.escape(normalise(n)) for service in types for n in service.language_names]
+        return cls(re.compile("|".join(every)) if every else None, names)
 
     def offered(self, normalised: Sequence[str], classes: Sequence[str]) -> BoolArray:
         """(text, type) -> False where the text names languages and not this one."""
@@ -706,9 +709,12 @@ class _LanguageNames:
             return allowed
         column = {type_id: j for j, type_id in enumerate(classes)}
         for i, text in enumerate(normalised):
-            if self.any_name.search(text):
-                for type_id, pattern in self.names:
-                    if type_id in column and not pattern.search(text):
+            if not self.any_name.search(text):
+                continue
+            named = [type_id for type_id, pattern in self.names if pattern.search(text)]
+            if named:
+                for type_id, _ in self.names:
+                    if type_id in column and type_id not in named:
                         allowed[i, column[type_id]] = False
         return allowed
 
