@@ -52,7 +52,7 @@ PLACER_VERSION = "6"
 # The layout of the pickled fit in the start-up cache. It changes when the fitted objects
 # change shape while placements stay the same, so PLACER_VERSION (which outputs carry)
 # need not.
-_FIT_STATE_LAYOUT = "2"
+_FIT_STATE_LAYOUT = "3"
 # Needs that no volunteer can serve (bus routes, lifts, heating supply) are learned as a
 # class of their own, so they are answered honestly instead of going to the nearest trade.
 OUT_OF_SCOPE = "_out_of_scope"

@@ -35,20 +35,22 @@ class CompiledTfidf:
         self._sublinear = bool(vectorizer.sublinear_tf)
         self._preprocess: Callable[[str], str] = vectorizer.build_preprocessor()
         low, high = vectorizer.ngram_range
-        self._char_keys: _CharKeys | None = None
+        self._keys: _CharKeys | _WordKeys | None = None
         self._grams: Callable[[str], list[str]]
         if vectorizer.analyzer == "char_wb":
             self._grams = _CharWbGrams(low, high)
             if 1 <= low <= high <= _MAX_PACKED:
-                self._char_keys = _CharKeys(self._vocabulary, low, high)
+                self._keys = _CharKeys(self._vocabulary, low, high)
         elif vectorizer.analyzer == "word":
-            self._grams = _WordGrams(re.compile(vectorizer.token_pattern), low, high)
+            pattern = re.compile(vectorizer.token_pattern)
+            self._grams = _WordGrams(pattern, low, high)
+            self._keys = _WordKeys.of(self._vocabulary, pattern, low, high)
         else:
             raise ModelsError(f"CompiledTfidf: analyzer {vectorizer.analyzer!r} not supported")
 
     def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
-        if self._char_keys is not None:
-            rows, columns = self._char_keys.lookup([self._preprocess(t) for t in texts])
+        if self._keys is not None:
+            rows, columns = self._keys.lookup([self._preprocess(t) for t in texts])
         else:
             rows, columns = self._lookup(texts)
         known = columns >= 0
@@ -120,6 +122,83 @@ class _CharKeys:
             inside = word_of[:count] == word_of[n - 1 : n - 1 + count]
             columns.append(self._columns[self._table.find(key[inside])])
             rows.append(word_text[word_of[:count][inside]])
+        return np.concatenate(rows), np.concatenate(columns)
+
+
+class _WordKeys:
+    """Word n-grams as integers: each known token a digit from 1 (0 for a token the
+    vocabulary lacks), an n-gram its tokens' digits in base (known tokens + 1), looked up in
+    a KeyTable. A batch's n-grams are never built as strings: joining them cost more than
+    looking them up."""
+
+    def __init__(
+        self,
+        pattern: re.Pattern[str],
+        tokens: dict[str, int],
+        grams: list[list[str]],
+        columns: list[int],
+        sizes: range,
+    ) -> None:
+        self._pattern = pattern
+        self._tokens = tokens
+        self._sizes = sizes
+        self._base = len(tokens) + 1
+        digits = [[tokens[t] for t in gram] for gram in grams]
+        self._table = KeyTable(np.array([self._key(d) for d in digits], dtype=np.int64))
+        # A trailing -1: the column that an n-gram found nowhere (index -1) reads.
+        self._columns = np.array([*columns, -1], dtype=np.int64)
+
+    @classmethod
+    def of(
+        cls, vocabulary: dict[str, int], pattern: re.Pattern[str], low: int, high: int
+    ) -> _WordKeys | None:
+        """None where an entry would not split back into the tokens that made it (a token
+        pattern that matches spaces), or keys could overflow: the string path then runs."""
+        grams = [g.split(" ") for g in vocabulary]
+        if any(pattern.findall(g) != parts for g, parts in zip(vocabulary, grams, strict=True)):
+            return None
+        tokens: dict[str, int] = {}
+        for gram in grams:
+            for token in gram:
+                tokens.setdefault(token, len(tokens) + 1)
+        if (len(tokens) + 1) ** high >= 2**62:
+            return None
+        return cls(pattern, tokens, grams, list(vocabulary.values()), range(low, high + 1))
+
+    def _key(self, digits: Sequence[int]) -> int:
+        key = 0
+        for digit in digits:
+            key = key * self._base + digit
+        return key
+
+    def lookup(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(text row, vocabulary column or -1) for every n-gram of every text, as
+        scikit-learn's word analyzer makes them: n-grams of consecutive tokens of one text."""
+        find, digit_of = self._pattern.findall, self._tokens.get
+        found: list[int] = []
+        counts: list[int] = []
+        for text in texts:
+            tokens = find(text)
+            found.extend(map(digit_of, tokens, repeat(0)))
+            counts.append(len(tokens))
+        digits = np.asarray(found, dtype=np.int64)
+        text_of = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+        rows: list[npt.NDArray[np.int64]] = [np.zeros(0, dtype=np.int64)]
+        columns: list[npt.NDArray[np.int64]] = [np.zeros(0, dtype=np.int64)]
+        for n in self._sizes:
+            count = len(digits) - n + 1
+            if count <= 0:
+                continue
+            key = digits[:count].copy()
+            known = digits[:count] > 0
+            for k in range(1, n):
+                key = key * self._base + digits[k : k + count]
+                known &= digits[k : k + count] > 0
+            inside = text_of[:count] == text_of[n - 1 : n - 1 + count]
+            # An unknown token's 0 would read as a shorter n-gram's key: mask it.
+            at = np.where(known[inside], self._table.find(key[inside]), -1)
+            columns.append(self._columns[at])
+            rows.append(text_of[:count][inside])
         return np.concatenate(rows), np.concatenate(columns)
 
 

@@ -101,3 +101,21 @@ def test_key_table_finds_each_key_where_it_is_and_nothing_else(
 def test_key_table_refuses_repeated_keys() -> None:
     with pytest.raises(ModelsError, match="distinct"):
         KeyTable(np.array([3, 5, 3], dtype=np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.text(max_size=40), min_size=1, max_size=5))
+def test_word_transform_equals_scikit_learn_on_any_unicode(texts: list[str]) -> None:
+    corpus = [*CORPUS, *texts]
+    vectorizer = TfidfVectorizer(analyzer="word", ngram_range=(1, 3)).fit(corpus)
+    expected = vectorizer.transform(texts).toarray()
+    actual = CompiledTfidf(vectorizer).transform(texts).toarray()
+    np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_token_pattern_that_matches_spaces_still_equals_scikit_learn() -> None:
+    vectorizer = TfidfVectorizer(analyzer="word", token_pattern=r"[a-z]+ [a-z]+").fit(CORPUS)
+    texts = ["fixing lights and leaking pipe", "a b c d e"]
+    expected = vectorizer.transform(texts).toarray()
+    actual = CompiledTfidf(vectorizer).transform(texts).toarray()
+    np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)
