@@ -113,15 +113,9 @@ class _CharKeys:
         rows: list[npt.NDArray[np.int64]] = []
         columns: list[npt.NDArray[np.int64]] = []
         for n in self._sizes:
-            count = len(points) - n + 1
-            if count <= 0:
-                continue
-            key = points[:count].copy()
-            for k in range(1, n):
-                key = (key << PACK_BITS) | points[k : k + count]
-            inside = word_of[:count] == word_of[n - 1 : n - 1 + count]
-            columns.append(self._columns[self._table.find(key[inside])])
-            rows.append(word_text[word_of[:count][inside]])
+            keys, starts = _runs(points, word_of, n, 1 << PACK_BITS)
+            columns.append(self._columns[self._table.find(keys)])
+            rows.append(word_text[word_of[starts]])
         return np.concatenate(rows), np.concatenate(columns)
 
 
@@ -183,23 +177,33 @@ class _WordKeys:
             counts.append(len(tokens))
         digits = np.asarray(found, dtype=np.int64)
         text_of = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
-        rows: list[npt.NDArray[np.int64]] = [np.zeros(0, dtype=np.int64)]
-        columns: list[npt.NDArray[np.int64]] = [np.zeros(0, dtype=np.int64)]
+        rows: list[npt.NDArray[np.int64]] = []
+        columns: list[npt.NDArray[np.int64]] = []
         for n in self._sizes:
-            count = len(digits) - n + 1
-            if count <= 0:
-                continue
-            key = digits[:count].copy()
-            known = digits[:count] > 0
-            for k in range(1, n):
-                key = key * self._base + digits[k : k + count]
-                known &= digits[k : k + count] > 0
-            inside = text_of[:count] == text_of[n - 1 : n - 1 + count]
-            # An unknown token's 0 would read as a shorter n-gram's key: mask it.
-            at = np.where(known[inside], self._table.find(key[inside]), -1)
-            columns.append(self._columns[at])
-            rows.append(text_of[:count][inside])
+            keys, starts = _runs(digits, text_of, n, self._base)
+            columns.append(self._columns[self._table.find(keys)])
+            rows.append(text_of[starts])
         return np.concatenate(rows), np.concatenate(columns)
+
+
+def _runs(
+    digits: npt.NDArray[np.int64], group_of: npt.NDArray[np.int64], n: int, base: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Every run of ``n`` consecutive digits inside one group (a padded word's characters,
+    a text's tokens), as its digits read in ``base`` and where it starts. A run holding a
+    0 (a token the vocabulary lacks) is left out: its key would read as a shorter run's."""
+    count = len(digits) - n + 1
+    if count <= 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    key = digits[:count].copy()
+    keep = (group_of[:count] == group_of[n - 1 : n - 1 + count]) & (key > 0)
+    for k in range(1, n):
+        following = digits[k : k + count]
+        key = key * base + following
+        keep &= following > 0
+    starts = np.flatnonzero(keep)
+    return key[starts], starts
 
 
 def code_points(text: str) -> npt.NDArray[np.int64]:
@@ -208,8 +212,9 @@ def code_points(text: str) -> npt.NDArray[np.int64]:
 
 
 def pack(gram: str) -> int:
-    """Up to three characters as one integer, equal to what ``code_points`` shifted by
-    ``PACK_BITS`` and or-ed together gives for the same characters."""
+    """Up to three characters as one integer: their ``code_points`` as digits in base
+    2 ** ``PACK_BITS`` (a shift and an or, since a digit fits in ``PACK_BITS`` bits), the
+    key ``_runs`` makes for the same characters."""
     key = 0
     for char in gram:
         key = (key << PACK_BITS) | (ord(char) + 1)
